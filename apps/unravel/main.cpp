@@ -1,0 +1,41 @@
+// unravel: train residual networks and take them apart as ensembles of paths.
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "commands.h"
+#include "core/errors.h"
+
+namespace {
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"unravel: train residual networks and take them apart as ensembles of paths"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "unravel 0.1.0");
+  unravel::cli::add_info_command(app);
+  unravel::cli::add_train_command(app);
+  unravel::cli::add_eval_command(app);
+  unravel::cli::add_lesion_command(app);
+  unravel::cli::add_paths_command(app);
+  unravel::cli::add_gradients_command(app);
+  unravel::cli::add_report_command(app);
+  unravel::cli::add_repro_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);  // --help: 0; bad flags: one line, non-zero
+  } catch (const unravel::UserError& e) {
+    std::cerr << "unravel: error: " << e.what() << "\n";
+    return 1;
+  } catch (const c10::Error& e) {
+    std::cerr << "unravel: error: " << first_line(e.what_without_backtrace()) << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "unravel: internal error: " << first_line(e.what()) << "\n";
+    return 2;
+  }
+  return 0;
+}

@@ -1,0 +1,14 @@
+// User-facing errors: one line that names the bad file, flag or value. The program prints
+// what() and exits 1; anything else reaching main is a bug and exits 2.
+#pragma once
+#include <stdexcept>
+#include <string>
+
+namespace unravel {
+
+class UserError : public std::runtime_error {
+ public:
+  explicit UserError(const std::string& message) : std::runtime_error(message) {}
+};
+
+}  // namespace unravel

@@ -1,0 +1,47 @@
+// A run directory (config.json, checkpoint, metrics.jsonl, summary.json) and the ways the
+// experiment commands obtain a network: from a trained run, or freshly initialised by seed.
+#pragma once
+#include <torch/torch.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "data/dataset.h"
+#include "models/network.h"
+
+namespace unravel {
+
+// --threads: 0 = all cores. Sets intra-op threads (libtorch 1.13 uses one here by default).
+void set_threads(int n);
+// --device auto|cpu|cuda; throws UserError for cuda without a CUDA build/GPU.
+torch::Device parse_device(const std::string& name);
+
+struct LoadedNetwork {
+  models::Network net{nullptr};
+  data::Normalizer norm;
+  std::string data_spec;   // the data set the run was trained on
+  nlohmann::json config;   // config.json of the run (empty for a random network)
+};
+
+// Reads DIR/config.json and the latest checkpoint. UserError names the directory or file.
+LoadedNetwork load_run(const std::string& dir);
+// A randomly initialised network shaped for the data set; the same seed gives the same weights.
+LoadedNetwork random_network(const std::string& model, uint64_t seed, const data::Dataset& ds,
+                             const std::string& shortcut = "A");
+
+// The common "--run DIR | --model NAME --seed S" + "--data" + "--test-subset" of the experiment
+// commands: loads the network and the data (the run's data set unless data_spec is given).
+struct ExperimentInput {
+  std::string run_dir;          ///< trained run (wins over model)
+  std::string model;            ///< random network of this name
+  uint64_t seed = 0;            ///< seed of the random network
+  std::string data_spec;        ///< empty: the run's data set, else fashion-mnist
+  std::string shortcut = "A";   ///< for a random network
+};
+struct Experiment {
+  LoadedNetwork loaded;
+  data::Dataset dataset;
+};
+Experiment load_experiment(const ExperimentInput& in);
+
+}  // namespace unravel
