@@ -1,1 +1,153 @@
+// The command-line contract, run as a user would: exit codes, one-line errors naming the bad
+// input, --help everywhere, and a train -> eval -> resume round trip on synthetic data.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+struct Result {
+  int code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+std::string bin() {
+  const char* b = std::getenv("UNRAVEL_BIN");
+  return b ? b : "unravel";
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Result run(const std::string& args) {
+  static int counter = 0;
+  const std::string base = (fs::temp_directory_path() / ("unravel_cli_" + std::to_string(::getpid()) + "_" +
+                                                         std::to_string(counter++))).string();
+  const std::string cmd = bin() + " " + args + " >" + base + ".out 2>" + base + ".err";
+  int status = std::system(cmd.c_str());
+  Result r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(base + ".out");
+  r.err = slurp(base + ".err");
+  fs::remove(base + ".out");
+  fs::remove(base + ".err");
+  return r;
+}
+
+int lines(const std::string& s) {
+  int n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+json read_json(const std::string& path) { return json::parse(slurp(path)); }
+
+std::string tmp(const std::string& name) {
+  auto p = fs::temp_directory_path() / ("unravel_cli_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(p);
+  return p.string();
+}
+
+// One clear line on stderr naming `needle`, exit status 1, nothing on stdout.
+void expect_user_error(const std::string& args, const std::string& needle) {
+  Result r = run(args);
+  EXPECT_EQ(r.code, 1) << args << "\n" << r.err;
+  EXPECT_EQ(lines(r.err), 1) << args << "\n" << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << args << "\n" << r.err;
+  EXPECT_EQ(r.err.find("frame #"), std::string::npos) << "stack dump for " << args;
+}
+
+}  // namespace
+
+TEST(Cli, InfoOfPreResNet110) {
+  const std::string f = tmp("info") + ".json";
+  Result r = run("info --model preresnet110 --json " + f);
+  ASSERT_EQ(r.code, 0) << r.err;
+  json j = read_json(f);
+  ASSERT_EQ(j["blocks"].size(), 54u);
+  std::vector<int> down;
+  for (const auto& b : j["blocks"])
+    if (b["downsample"].get<bool>()) down.push_back(b["index"].get<int>());
+  EXPECT_EQ(down, (std::vector<int>{19, 37}));
+  EXPECT_EQ(j["blocks"][18]["stage"], 2);
+  EXPECT_EQ(j["blocks"][18]["in_shape"], json({16, 28, 28}));
+  EXPECT_EQ(j["blocks"][18]["out_shape"], json({32, 14, 14}));
+  EXPECT_NE(r.out.find("54 blocks"), std::string::npos);
+  fs::remove(f);
+}
+
+TEST(Cli, HelpForEveryCommand) {
+  for (std::string c : {"", "info", "train", "eval", "lesion", "paths", "gradients", "report", "repro"}) {
+    Result r = run(c + " --help");
+    EXPECT_EQ(r.code, 0) << c;
+    EXPECT_NE(r.out.find("--"), std::string::npos) << c;
+  }
+}
+
+TEST(Cli, BadInputGivesOneLineAndExitOne) {
+  expect_user_error("train --model preresnet20 --data fashion-mnist:/no/such/dir --out " + tmp("x"), "/no/such/dir");
+  expect_user_error("info --model resnet21", "resnet21");
+  expect_user_error("info --model preresnet20 --input 1x28", "--input");
+  expect_user_error("eval --run /no/such/run", "/no/such/run");
+  expect_user_error("train --model preresnet20 --data nonsense --out " + tmp("y"), "nonsense");
+  expect_user_error("train --model preresnet8 --data synthetic --epochs 0 --out " + tmp("z"), "--epochs");
+  expect_user_error("train --model preresnet8 --data synthetic --lr -1 --out " + tmp("z"), "--lr");
+  Result r = run("train --model preresnet8 --data synthetic --epochs x --out " + tmp("z"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("--epochs"), std::string::npos) << r.err;
+}
+
+TEST(Cli, TrainEvalResume) {
+  const std::string dir = tmp("run");
+  const std::string common = "train --model preresnet8 --data synthetic:train=256,test=128,size=8,channels=1 "
+                             "--batch-size 32 --lr 0.05 --threads 1 --out " + dir;
+  Result r = run(common + " --epochs 2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* f : {"config.json", "metrics.jsonl", "checkpoint.pt", "summary.json"})
+    EXPECT_TRUE(fs::exists(dir + "/" + f)) << f;
+  EXPECT_NE(r.err.find("images/s"), std::string::npos) << "progress on stderr";
+
+  r = run("eval --run " + dir + " --json " + dir + "/e.json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  json e = read_json(dir + "/e.json");
+  EXPECT_EQ(e["n"], 128);
+  EXPECT_DOUBLE_EQ(e["top1_error"].get<double>(), read_json(dir + "/summary.json")["test_error"].get<double>());
+  EXPECT_EQ(e["per_class_error"].size(), 10u);
+  EXPECT_DOUBLE_EQ(e["top1_error"].get<double>(), 1.0 - e["correct"].get<double>() / 128.0);
+
+  r = run("eval --run " + dir + " --delete 2 --json " + dir + "/d.json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(read_json(dir + "/d.json")["plan"], "delete=2");
+  expect_user_error("eval --run " + dir + " --delete 9", "block 9 is out of range");
+  expect_user_error("eval --run " + dir + " --swap 1:2", "same shape");
+
+  r = run(common + " --epochs 3");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("resuming"), std::string::npos) << r.err;
+  std::ifstream in(dir + "/metrics.jsonl");
+  std::string line;
+  std::vector<int> epochs;
+  while (std::getline(in, line)) {
+    auto j = json::parse(line);
+    if (j["type"] == "epoch") epochs.push_back(j["epoch"].get<int>());
+  }
+  EXPECT_EQ(epochs, (std::vector<int>{1, 2, 3}));
+  r = run(common + " --epochs 3 --model resnet8");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("model"), std::string::npos) << r.err;
+  fs::remove_all(dir);
+}

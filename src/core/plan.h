@@ -42,6 +42,9 @@ class Plan {
   static Plan intact(int n_blocks);
   // Throws UserError naming the text and the bad clause or index.
   static Plan parse(const std::string& text, int n_blocks);
+  // The clauses applied to `base` (e.g. a trained net's default_plan() with its test-time
+  // residual scales), so that "delete=3" keeps the scales of the other blocks.
+  static Plan parse(const std::string& text, const Plan& base);
 
   int n_blocks() const { return n_blocks_; }
   const std::vector<Step>& steps() const { return steps_; }

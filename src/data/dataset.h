@@ -10,6 +10,15 @@
 namespace unravel::data {
 
 // "fashion-mnist[:DIR]", "mnist:DIR", "cifar10:DIR", "cifar100:DIR", "synthetic[:OPTS]".
+//   fashion-mnist, mnist: DIR holds train-images-idx3-ubyte, train-labels-idx1-ubyte,
+//     t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each raw or gzipped (NAME.gz; raw preferred).
+//   cifar10: DIR (or DIR/cifar-10-batches-bin) holds data_batch_1..5.bin and test_batch.bin.
+//   cifar100: DIR (or DIR/cifar-100-binary) holds train.bin and test.bin (fine labels are used).
+//   synthetic: comma-separated KEY=VALUE options, all optional, defaults shown:
+//     "synthetic:train=2048,test=512,size=16,channels=3,classes=10,seed=0"
+//     Each class is a fixed random low-frequency pattern; an image is its class pattern, randomly
+//     shifted (circularly, up to size/8) and scaled, plus a weaker pattern of another class,
+//     a brightness offset and pixel noise. Labels are balanced (example i has class i % classes).
 struct DataSpec {
   std::string kind;  // fashion-mnist | mnist | cifar10 | cifar100 | synthetic
   std::string dir;   // directory (or synthetic options); default filled in for fashion-mnist
@@ -39,11 +48,14 @@ Dataset load_dataset(const DataSpec& spec);
 // First n examples (n <= 0 or n >= size: all). Deterministic.
 Split take_subset(const Split& s, int64_t n);
 // Held-out validation: the last `n_val` examples of a seeded permutation of train go to
-// `val`, the rest to `train_out`. Deterministic in seed.
+// `val`, the rest to `train_out` (both keep the original order). Deterministic in seed.
+// n_val <= 0: no validation set (val empty); n_val >= train size: UserError.
 void split_validation(const Split& train, int64_t n_val, uint64_t seed, Split& train_out,
                       Split& val);
 
-// Per-channel mean/std over the training images (in [0,1] units).
+// Per-channel mean/std over the training images (in [0,1] units; population std, exact sums;
+// a constant channel gets std 1). apply() computes (x/255 - mean)/std, so a zero pixel (crop
+// padding) maps to -mean/std as in torchvision. UserError if the channel counts disagree.
 struct Normalizer {
   std::vector<double> mean, std;
   static Normalizer fit(const torch::Tensor& images_u8);
@@ -69,7 +81,9 @@ struct Batch {
 };
 
 // Iterates one epoch of a split. Same (seed, epoch) -> same batches, bit for bit, so that a
-// resumed run replays the uninterrupted one.
+// resumed run replays the uninterrupted one (the random streams are the library's own, so this
+// also holds across libtorch versions and platforms). Batches are CPU tensors.
+// Throws UserError for batch_size < 1 or pad outside [0, 1024].
 class Loader {
  public:
   Loader(const Split& split, const Normalizer& norm, LoaderOptions opts, int64_t epoch);
@@ -83,7 +97,12 @@ class Loader {
   LoaderOptions opts_;
   torch::Tensor order_;  // (N) int64
   int64_t pos_ = 0;
-  torch::Generator gen_;
+  // Augmentation of the example at each position of the epoch: crop offset and flip.
+  struct Aug {
+    int16_t dy = 0, dx = 0;
+    bool flip = false;
+  };
+  std::vector<Aug> aug_;  // (N) when augmenting, else empty
 };
 
 }  // namespace unravel::data

@@ -65,6 +65,7 @@ class BlockImpl : public torch::nn::Module {
   torch::Tensor run(const torch::Tensor& x, const Step& step, const StepExtras* extras = nullptr);
 
  protected:
+  friend class NetworkImpl;  // fills in the block table
   bool has_skip_ = true;
   BlockInfo info_;
 };
@@ -100,9 +101,7 @@ class NetworkImpl : public torch::nn::Module {
  private:
   NetworkOptions opts_;
   ModelSpec spec_;
-  torch::nn::Sequential stem_{nullptr};
-  torch::nn::Sequential head_{nullptr};  // up to the pooled features
-  torch::nn::Linear fc_{nullptr};
+  std::shared_ptr<torch::nn::Module> stem_, head_;  // concrete types live in network.cpp
   std::vector<std::shared_ptr<BlockImpl>> blocks_;
   std::vector<BlockInfo> infos_;
   std::vector<double> scales_;

@@ -1,0 +1,224 @@
+// unravel info / train / eval: the block table, training into a run directory, and test-set
+// evaluation of a trained run under any plan.
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <iostream>
+
+#include "commands.h"
+#include "core/errors.h"
+#include "core/util.h"
+#include "train/evaluate.h"
+#include "train/run.h"
+#include "train/trainer.h"
+
+namespace unravel::cli {
+
+using json = nlohmann::json;
+
+namespace {
+
+// "1x28x28" -> {1, 28, 28}
+std::vector<int64_t> parse_input_shape(const std::string& s) {
+  std::vector<int64_t> v;
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t x = s.find('x', pos);
+    std::string part = s.substr(pos, x == std::string::npos ? std::string::npos : x - pos);
+    try {
+      size_t used = 0;
+      long long n = std::stoll(part, &used);
+      if (used != part.size() || n < 1 || n > 100000) throw std::invalid_argument("range");
+      v.push_back(n);
+    } catch (const std::exception&) {
+      throw UserError(fmt::format("--input '{}' should be CxHxW, e.g. 1x28x28", s));
+    }
+    if (x == std::string::npos) break;
+    pos = x + 1;
+  }
+  if (v.size() != 3) throw UserError(fmt::format("--input '{}' should be CxHxW, e.g. 1x28x28", s));
+  return v;
+}
+
+json block_table_json(models::Network& net) {
+  json blocks = json::array();
+  for (const auto& b : net->block_infos()) {
+    int64_t params = 0;
+    for (const auto& p : net->block(b.index).parameters()) params += p.numel();
+    blocks.push_back({{"index", b.index}, {"stage", b.stage}, {"downsample", b.downsample},
+                      {"in_shape", b.in_shape}, {"out_shape", b.out_shape}, {"kind", b.kind},
+                      {"parameters", params}});
+  }
+  return blocks;
+}
+
+// Plan edits shared by eval (and documented once): applied to the network's default plan.
+struct PlanFlags {
+  std::string plan, del, order, swap, duplicate;
+  void add(CLI::App* c) {
+    c->add_option("--plan", plan, "plan text, e.g. 'delete=3,17 swap=4:5' (clauses: delete, order, swap, duplicate, scale, gate)");
+    c->add_option("--delete", del, "blocks that run their shortcut only, e.g. 3,17 or 5-9");
+    c->add_option("--order", order, "order in which blocks run, e.g. 1-3,5,4,6-9 (repeats duplicate)");
+    c->add_option("--swap", swap, "pairs of same-shape blocks to exchange, e.g. 4:5,7:8");
+    c->add_option("--duplicate", duplicate, "blocks that run twice in a row, e.g. 4");
+  }
+  Plan build(const Plan& base) const {
+    std::string text;
+    if (!plan.empty()) text += plan + " ";
+    if (!order.empty()) text += "order=" + order + " ";
+    if (!swap.empty()) text += "swap=" + swap + " ";
+    if (!duplicate.empty()) text += "duplicate=" + duplicate + " ";
+    if (!del.empty()) text += "delete=" + del + " ";
+    return text.empty() ? base : Plan::parse(text, base);
+  }
+};
+
+}  // namespace
+
+void add_info_command(CLI::App& app) {
+  struct Opts {
+    std::string model, run, input = "1x28x28", shortcut = "A", json_path;
+    int64_t classes = 10;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* c = app.add_subcommand("info", "print the block table of a model: index, stage, shapes, downsampling");
+  c->add_option("--model", o->model, "model name: resnetN, preresnetN, plainN (N = 6n+2), resnet50/101/152/200, preresnet50/...");
+  c->add_option("--run", o->run, "a run directory (its model and input shape)");
+  c->add_option("--input", o->input, "input shape CxHxW for --model")->capture_default_str();
+  c->add_option("--classes", o->classes, "number of classes for --model")->capture_default_str();
+  c->add_option("--shortcut", o->shortcut, "A (parameter-free) or B (1x1 conv + BN)")->capture_default_str();
+  c->add_option("--json", o->json_path, "write {model, num_parameters, blocks: [...]} to FILE");
+  c->callback([o] {
+    if (o->model.empty() == o->run.empty()) throw UserError("info: give exactly one of --model NAME or --run DIR");
+    models::Network net{nullptr};
+    if (!o->run.empty()) {
+      net = load_run(o->run).net;
+    } else {
+      auto in = parse_input_shape(o->input);
+      net = models::Network(models::NetworkOptions(o->model).in_channels(in[0]).input_size(in[1], in[2])
+                                .num_classes(o->classes).shortcut(o->shortcut));
+    }
+    json j = {{"model", net->spec().name},
+              {"shortcut", net->options().shortcut_},
+              {"input", {net->options().in_channels_, net->options().height_, net->options().width_}},
+              {"num_classes", net->options().num_classes_},
+              {"num_blocks", net->num_blocks()},
+              {"num_parameters", net->num_parameters()},
+              {"blocks", block_table_json(net)}};
+    std::cout << fmt::format("{}: {} blocks, {} parameters, input {}x{}x{}, shortcut {}\n", net->spec().name,
+                             net->num_blocks(), net->num_parameters(), net->options().in_channels_,
+                             net->options().height_, net->options().width_, net->options().shortcut_);
+    std::cout << fmt::format("{:>5} {:>5}  {:<18} {:>10} {:>10} {:>10}  {}\n", "block", "stage", "kind", "in", "out",
+                             "params", "downsample");
+    for (const auto& b : j["blocks"])
+      std::cout << fmt::format("{:>5} {:>5}  {:<18} {:>10} {:>10} {:>10}  {}\n", b["index"].get<int>(),
+                               b["stage"].get<int>(), b["kind"].get<std::string>(),
+                               shape_string(b["in_shape"].get<Shape>()), shape_string(b["out_shape"].get<Shape>()),
+                               b["parameters"].get<int64_t>(), b["downsample"].get<bool>() ? "yes" : "");
+    if (!o->json_path.empty()) write_json_atomic(o->json_path, j);
+  });
+}
+
+void add_train_command(CLI::App& app) {
+  auto o = std::make_shared<TrainOptions>();
+  auto milestones = std::make_shared<std::string>("0.5,0.75");
+  auto* c = app.add_subcommand("train", "train a network into a run directory (the same command resumes it)");
+  c->add_option("--model", o->model, "model name (see `unravel info --help`)")->capture_default_str();
+  c->add_option("--data", o->data, "fashion-mnist[:DIR], mnist:DIR, cifar10:DIR, cifar100:DIR, synthetic[:OPTS]")->capture_default_str();
+  c->add_option("--out", o->out, "run directory: config.json, metrics.jsonl, checkpoint.pt, summary.json")->required();
+  c->add_option("--epochs", o->epochs, "total epochs; rerun with a larger value to continue")->capture_default_str();
+  c->add_option("--batch-size", o->batch_size, "mini-batch size")->capture_default_str();
+  c->add_option("--lr", o->lr, "peak learning rate")->capture_default_str();
+  c->add_option("--momentum", o->momentum, "SGD momentum")->capture_default_str();
+  c->add_flag("--nesterov", o->nesterov, "Nesterov momentum");
+  c->add_option("--weight-decay", o->weight_decay, "L2 weight decay")->capture_default_str();
+  c->add_option("--schedule", o->schedule, "step | cosine | constant")->capture_default_str();
+  c->add_option("--milestones", *milestones, "step schedule: fractions of the run where lr is multiplied by --gamma")->capture_default_str();
+  c->add_option("--gamma", o->gamma, "step schedule factor")->capture_default_str();
+  c->add_option("--warmup", o->warmup_epochs, "epochs of linear warm-up from lr/10")->capture_default_str();
+  c->add_option("--shortcut", o->shortcut, "A (subsample + zero channels) or B (1x1 conv + BN)")->capture_default_str();
+  c->add_option("--stochastic-depth", o->stochastic_depth,
+                "p_L of stochastic depth (survival decays linearly to p_L; residuals scaled by p_l at test time); 0 = off")->capture_default_str();
+  c->add_option("--sd-mode", o->sd_mode, "stochastic depth draws: batch (one per mini-batch) or sample (per image)")->capture_default_str();
+  c->add_option("--active-blocks", o->active_blocks,
+                "short-path training (E7): exactly K random blocks run per mini-batch, the others are skipped")->capture_default_str();
+  c->add_option("--active-test", o->active_test,
+                "test time after --active-blocks: scaled (residuals x K/n, the expectation seen in training; default) or all")->capture_default_str();
+  c->add_flag("--no-augment", [o](int64_t) { o->augment = false; }, "no random crop / flip");
+  c->add_option("--train-subset", o->train_subset, "use the first N training images (0 = all)")->capture_default_str();
+  c->add_option("--test-subset", o->test_subset, "evaluate on the first N test images (0 = all)")->capture_default_str();
+  c->add_option("--val-split", o->val_split, "hold out N training images for validation (best epoch by validation)")->capture_default_str();
+  c->add_option("--seed", o->seed, "seed of init, order, augmentation and sampled plans")->capture_default_str();
+  c->add_option("--threads", o->threads, "CPU threads (0 = all cores)")->capture_default_str();
+  c->add_option("--device", o->device, "auto | cpu | cuda")->capture_default_str();
+  c->add_option("--log-every", o->log_every, "steps between metrics.jsonl step records")->capture_default_str();
+  c->add_flag("--quiet", o->quiet, "no progress lines");
+  c->add_option("--stop-after", o->stop_after, "train this many epochs now and stop; the same command resumes")->capture_default_str();
+  c->callback([o, milestones] {
+    o->milestones.clear();
+    for (const auto& part : CLI::detail::split(*milestones, ',')) {
+      try {
+        size_t used = 0;
+        o->milestones.push_back(std::stod(part, &used));
+        if (used != part.size()) throw std::invalid_argument(part);
+      } catch (const std::exception&) {
+        throw UserError(fmt::format("--milestones '{}' should be fractions like 0.5,0.75", *milestones));
+      }
+    }
+    TrainSummary s = train(*o);
+    std::cout << fmt::format("{}: {} epochs, test error {:.2f}%{}\n", o->out, s.epochs_done, 100.0 * s.test_error,
+                             s.best_val_epoch > 0 ? fmt::format(", best validation error {:.2f}% (epoch {})",
+                                                                100.0 * s.best_val_error, s.best_val_epoch)
+                                                  : "");
+  });
+}
+
+void add_eval_command(CLI::App& app) {
+  struct Opts {
+    std::string run, data, json_path, device = "auto";
+    int64_t test_subset = 0, batch_size = 500;
+    int threads = 0;
+    PlanFlags plan;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* c = app.add_subcommand("eval", "test error of a trained run, optionally under a plan (deleted/reordered blocks)");
+  c->add_option("--run", o->run, "run directory")->required();
+  c->add_option("--data", o->data, "data set (default: the run's)");
+  c->add_option("--test-subset", o->test_subset, "first N test images (0 = all)")->capture_default_str();
+  c->add_option("--batch-size", o->batch_size, "images per forward")->capture_default_str();
+  c->add_option("--threads", o->threads, "CPU threads (0 = all cores)")->capture_default_str();
+  c->add_option("--device", o->device, "auto | cpu | cuda")->capture_default_str();
+  c->add_option("--json", o->json_path,
+                "write {top1_error, top5_error, loss, correct, n, per_class_error, plan} to FILE");
+  o->plan.add(c);
+  c->callback([o] {
+    set_threads(o->threads);
+    if (o->batch_size < 1) throw UserError("--batch-size must be >= 1");
+    ExperimentInput in;
+    in.run_dir = o->run;
+    in.data_spec = o->data;
+    Experiment ex = load_experiment(in);
+    auto& net = ex.loaded.net;
+    Plan plan = o->plan.build(net->default_plan());
+    plan.validate(net->block_infos());
+    EvalOptions eo;
+    eo.batch_size = o->batch_size;
+    eo.device = parse_device(o->device);
+    net->to(eo.device);
+    auto split = data::take_subset(ex.dataset.test, o->test_subset);
+    Metrics m = evaluate(net, plan, split, ex.loaded.norm, eo);
+    json j = m.to_json();
+    j["plan"] = plan.str();
+    j["run"] = o->run;
+    j["data"] = ex.dataset.spec.str();
+    std::cout << fmt::format("plan {}: top-1 error {:.2f}% ({} of {} correct), top-5 error {:.2f}%, loss {:.4f}\n",
+                             plan.str(), 100.0 * m.top1_error(), m.correct, m.n, 100.0 * m.top5_error(), m.loss());
+    auto pce = m.per_class_error();
+    for (size_t k = 0; k < pce.size(); ++k)
+      std::cout << fmt::format("  class {:>2} {:<12} error {:6.2f}%\n", k,
+                               k < ex.dataset.class_names.size() ? ex.dataset.class_names[k] : "", 100.0 * pce[k]);
+    if (!o->json_path.empty()) write_json_atomic(o->json_path, j);
+  });
+}
+
+}  // namespace unravel::cli
