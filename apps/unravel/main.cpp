@@ -26,7 +26,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);  // --help: 0; bad flags: one line, non-zero
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::cerr << "unravel: error: " << first_line(e.what()) << " (see --help)\n";
+    return 1;
   } catch (const unravel::UserError& e) {
     std::cerr << "unravel: error: " << e.what() << "\n";
     return 1;
