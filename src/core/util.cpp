@@ -20,9 +20,9 @@
 #ifndef UNRAVEL_VERSION
 #define UNRAVEL_VERSION "unknown"
 #endif
-#ifndef UNRAVEL_GIT_COMMIT
-#define UNRAVEL_GIT_COMMIT "unknown"
-#endif
+namespace unravel {
+const char* git_commit();  // generated at build time (cmake/git_commit.cmake)
+}
 
 namespace unravel {
 
@@ -112,7 +112,7 @@ bool path_exists(const std::string& path) {
 
 nlohmann::json build_info() {
   return {{"unravel", UNRAVEL_VERSION},
-          {"git_commit", UNRAVEL_GIT_COMMIT},
+          {"git_commit", git_commit()},
           {"compiler", __VERSION__},
           {"cxx_standard", static_cast<long>(__cplusplus)}};
 }
