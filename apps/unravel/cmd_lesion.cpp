@@ -1,5 +1,139 @@
-// unravel lesion (being written)
+// unravel lesion: delete, reorder and replace blocks at test time (PAPER.md E1-E4, E9).
+// Flags are parsed into options; the work is in src/lesion.
+#include <torch/torch.h>
+
+#include <fmt/format.h>
+
+#include <iostream>
+#include <memory>
+
 #include "commands.h"
+#include "core/errors.h"
+#include "core/util.h"
+#include "lesion/lesion.h"
+#include "train/run.h"
+
 namespace unravel::cli {
-void add_lesion_command(CLI::App& app) {}
+
+namespace {
+
+struct LesionCli {
+  ExperimentInput input;
+  lesion::LesionOptions lesion;
+  int64_t test_subset = 0;
+  int64_t batch_size = 250;
+  int threads = 0;
+  std::string engine = "prefix";
+  bool no_fold = false;
+  bool quiet = false;
+  std::string json, csv;
+};
+
+const char* kFooter = R"(Sweeps (several may be combined; all plans are evaluated in one engine run):
+  --single                every block deleted alone, plus the intact baseline (E1, E2, E9)
+  --delete-random K1:K2   --samples S random sets of k distinct blocks per k (E3)
+  --swap-random K1:K2     --samples S orders made by k swaps of disjoint same-shape pairs (E4)
+  --duplicate-random K1:K2  k positions each run a copy of another same-shape block (depth kept)
+  --plans FILE            one plan a line: delete=3,17 | order=1-3,5,4,6-20 | swap=4:5 |
+                          duplicate=4 | scale=3:0.5; '#' comments, blank lines skipped
+Every plan starts from the network's default plan (its test-time residual scales, if any).
+--seed S seeds the random sweeps and, with --model, the weights; the same seed gives the same sets.
+
+--json FILE: {"baseline": {top1_error, top5_error, loss, correct, n, per_class_error, plan},
+  "plans": [{plan, sweep, kind (delete|swap|duplicate|custom), k, blocks, top1_error, top5_error,
+  loss, correct, n, delta_top1_error, kendall_tau, pairs|replacements, stage, downsample,
+  recalibrated: {...}}], "summary": [{sweep, kind, k, count, mean, std (sample), min, max,
+  median}], "engine", "seconds", "engine_stats", "model", "blocks", "data", "seed", "threads"}
+--csv FILE columns: plan,kind,k,blocks,top1_error,top5_error,loss,correct,n,kendall_tau
+  (+ recal_top1_error,recal_correct with --recalibrate-bn); the first row is the baseline
+  (kind intact, k 0); blocks are space-separated; k of custom plans = steps that differ.
+--recalibrate-bn N: per plan, batch-norm statistics recomputed as the cumulative average over
+  N batches of 128 training images (shuffled by --seed, not augmented) on a fresh copy of the
+  weights, then evaluated; reported beside the plain result as "recalibrated".)";
+
+void run_lesion_command(const LesionCli& c) {
+  if (c.input.run_dir.empty() && c.input.model.empty())
+    throw UserError("give --run DIR (a trained run) or --model NAME (a random network)");
+  if (c.threads < 0) throw UserError(fmt::format("--threads must be 0 (all cores) or more, got {}", c.threads));
+  if (c.test_subset < 0) throw UserError(fmt::format("--test-subset must be 0 (all) or more, got {}", c.test_subset));
+  if (c.lesion.recalibrate_bn < 0)
+    throw UserError(fmt::format("--recalibrate-bn must be 0 (off) or more, got {}", c.lesion.recalibrate_bn));
+  lesion::LesionOptions o = c.lesion;
+  o.engine.engine(lesion::parse_engine(c.engine)).batch_size(c.batch_size);
+  if (c.batch_size < 1) throw UserError(fmt::format("--batch-size must be at least 1, got {}", c.batch_size));
+  o.fold = !c.no_fold;
+  if (!c.quiet) o.engine.progress("lesion");
+  set_threads(c.threads);
+
+  Experiment ex = load_experiment(c.input);
+  models::Network& net = ex.loaded.net;
+  const auto& blocks = net->block_infos();
+  // Plans first: a bad plan file or sweep fails before any evaluation.
+  const auto lesions = lesion::generate_lesions(o, net->default_plan(), blocks);
+  const data::Split test = data::take_subset(ex.dataset.test, c.test_subset);
+  if (test.size() == 0) throw UserError("the test set is empty");
+  if (!c.quiet)
+    std::cerr << fmt::format("[lesion] {} ({} blocks), {} plans + baseline, {} test images, {} engine, {} threads\n",
+                             net->spec().name, net->num_blocks(), lesions.size(), test.size(),
+                             c.engine, at::get_num_threads());
+  const auto r = lesion::run_lesion(net, lesions, test, ex.dataset.train, ex.loaded.norm, o);
+
+  std::cout << lesion::to_table(r, blocks);
+  std::cout << fmt::format("\n{} plans on {} images in {} ({} engine: {}, {:.1f} GFLOP/s)\n",
+                           lesions.size() + 1, test.size(), format_duration(r.seconds), c.engine,
+                           format_duration(r.stats.seconds), r.stats.to_json()["gflop_per_s"].get<double>());
+  if (!c.json.empty()) {
+    nlohmann::json j = lesion::to_json(r, blocks, o);
+    j["command"] = "lesion";
+    j["model"] = net->spec().name;
+    j["run"] = c.input.run_dir;
+    j["data"] = ex.dataset.spec.str();
+    j["test_n"] = test.size();
+    j["seed"] = c.lesion.seed;
+    j["threads"] = at::get_num_threads();
+    j["build"] = build_info();
+    write_json_atomic(c.json, j);
+  }
+  if (!c.csv.empty()) write_file_atomic(c.csv, lesion::to_csv(r));
+}
+
+}  // namespace
+
+void add_lesion_command(CLI::App& app) {
+  auto c = std::make_shared<LesionCli>();
+  CLI::App* sub = app.add_subcommand(
+      "lesion", "Delete, reorder or replace blocks at test time and measure the error (E1-E4, E9)");
+  sub->add_option("--run", c->input.run_dir, "trained run directory");
+  sub->add_option("--model", c->input.model, "random network of this model instead of --run");
+  sub->add_option("--data", c->input.data_spec, "data set spec (default: the run's, else fashion-mnist)");
+  sub->add_option("--shortcut", c->input.shortcut, "shortcut type of a --model network: A or B");
+  sub->add_flag("--single", c->lesion.single, "delete every block alone (E1/E2/E9)");
+  sub->add_option("--delete-random", c->lesion.delete_random, "K1:K2: delete k random blocks (E3)");
+  sub->add_option("--swap-random", c->lesion.swap_random, "K1:K2: k random swaps of same-shape blocks (E4)");
+  sub->add_option("--duplicate-random", c->lesion.duplicate_random,
+                  "K1:K2: k positions run a copy of another same-shape block");
+  sub->add_option("--samples", c->lesion.samples, "random plans per k")->capture_default_str();
+  sub->add_option("--plans", c->lesion.plans_file, "file of plans, one a line");
+  sub->add_option("--recalibrate-bn", c->lesion.recalibrate_bn,
+                  "recompute batch-norm statistics on N training batches per plan (0: off)")
+      ->capture_default_str();
+  sub->add_option("--test-subset", c->test_subset, "first N test images (0: all)")->capture_default_str();
+  sub->add_option("--batch-size", c->batch_size, "test images per batch")->capture_default_str();
+  sub->add_option("--seed", c->lesion.seed, "seed of the random sweeps (and of --model weights)")
+      ->capture_default_str();
+  sub->add_option("--threads", c->threads, "CPU threads (0: all cores)")->capture_default_str();
+  sub->add_option("--engine", c->engine, "prefix (shared prefixes once) or reference (one forward per plan)")
+      ->capture_default_str();
+  sub->add_flag("--no-fold", c->no_fold, "evaluate without folding batch-norm into the convolutions");
+  sub->add_flag("--channels-last", c->lesion.channels_last, "channels_last memory format");
+  sub->add_flag("--quiet", c->quiet, "no progress lines on stderr");
+  sub->add_option("--json", c->json, "write the results as JSON");
+  sub->add_option("--csv", c->csv, "write one row per plan as CSV");
+  sub->footer(kFooter);
+  sub->callback([c] {
+    c->input.seed = c->lesion.seed;
+    run_lesion_command(*c);
+  });
+}
+
 }  // namespace unravel::cli

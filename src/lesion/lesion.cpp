@@ -1,1 +1,311 @@
-// (being written)
+// The lesion study: sweeps -> one engine run -> optional batch-norm recalibration -> reports.
+#include "lesion/lesion.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <unordered_map>
+
+#include "core/errors.h"
+#include "core/util.h"
+
+namespace unravel::lesion {
+
+std::vector<Lesion> generate_lesions(const LesionOptions& o, const Plan& base,
+                                     const std::vector<BlockInfo>& blocks) {
+  const bool random = !o.delete_random.empty() || !o.swap_random.empty() || !o.duplicate_random.empty();
+  if (!o.single && !random && o.plans_file.empty())
+    throw UserError(
+        "nothing to do: give at least one of --single, --delete-random, --swap-random, "
+        "--duplicate-random, --plans");
+  if (random && o.samples < 1)
+    throw UserError(fmt::format("--samples must be at least 1, got {}", o.samples));
+  std::vector<Lesion> out;
+  auto append = [&](std::vector<Lesion> v) {
+    for (auto& l : v) out.push_back(std::move(l));
+  };
+  if (o.single) append(single_deletions(base, blocks));
+  if (!o.delete_random.empty()) {
+    auto [lo, hi] = parse_k_range(o.delete_random, "--delete-random");
+    append(random_deletions(base, blocks, lo, hi, o.samples, o.seed));
+  }
+  if (!o.swap_random.empty()) {
+    auto [lo, hi] = parse_k_range(o.swap_random, "--swap-random");
+    append(random_swaps(base, blocks, lo, hi, o.samples, o.seed));
+  }
+  if (!o.duplicate_random.empty()) {
+    auto [lo, hi] = parse_k_range(o.duplicate_random, "--duplicate-random");
+    append(random_duplicates(base, blocks, lo, hi, o.samples, o.seed));
+  }
+  if (!o.plans_file.empty()) append(plans_from_file(o.plans_file, base, blocks));
+  return out;
+}
+
+LesionResult run_lesion(const models::Network& net, const std::vector<Lesion>& lesions,
+                        const data::Split& test, const data::Split& train,
+                        const data::Normalizer& norm, const LesionOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  LesionResult r;
+  r.base = net->default_plan();
+  r.lesions = lesions;
+  std::vector<Plan> plans{r.base};
+  for (const auto& l : lesions) plans.push_back(l.plan);
+
+  models::Network ev = make_eval_copy(net, o.fold, o.channels_last);
+  EngineOptions eo = o.engine;
+  eo.channels_last(o.channels_last);
+  auto metrics = evaluate_plans(ev, plans, test, norm, eo, &r.stats);
+  r.baseline = metrics[0];
+  r.metrics.assign(metrics.begin() + 1, metrics.end());
+
+  if (o.recalibrate_bn > 0) {
+    const auto batches = recalibration_batches(train, norm, o.recalibrate_bn, o.recalibrate_batch_size, o.seed);
+    EngineOptions one = eo;
+    one.progress("").on_logits(nullptr);
+    std::unordered_map<std::string, Metrics> done;  // equal plans are recalibrated once
+    Progress progress("recalibrate-bn", static_cast<int64_t>(plans.size()), "plans");
+    std::vector<Metrics> rec;
+    for (size_t p = 0; p < plans.size(); ++p) {
+      const std::string key = plans[p].str();
+      auto it = done.find(key);
+      if (it == done.end()) {
+        models::Network cal = recalibrated_copy(net, plans[p], batches);
+        models::Network cal_ev = make_eval_copy(cal, o.fold, o.channels_last);
+        it = done.emplace(key, evaluate_plans(cal_ev, {plans[p]}, test, norm, one)[0]).first;
+      }
+      rec.push_back(it->second);
+      if (!o.engine.progress_.empty()) progress.update(static_cast<int64_t>(p + 1));
+    }
+    if (!o.engine.progress_.empty()) progress.finish();
+    r.baseline_recalibrated = rec[0];
+    r.recalibrated.assign(rec.begin() + 1, rec.end());
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+// ---- reports ----------------------------------------------------------------------------------
+
+namespace {
+
+nlohmann::json short_metrics(const Metrics& m) {
+  return {{"top1_error", m.top1_error()}, {"top5_error", m.top5_error()}, {"loss", m.loss()},
+          {"correct", m.correct}, {"n", m.n}};
+}
+
+nlohmann::json tau_json(double t) { return std::isfinite(t) ? nlohmann::json(t) : nlohmann::json(); }
+
+struct Stats {
+  double mean = 0, std = 0, min = 0, max = 0, median = 0;
+};
+
+Stats stats_of(std::vector<double> v) {
+  Stats s;
+  if (v.empty()) return s;
+  std::sort(v.begin(), v.end());
+  double sum = 0;
+  for (double x : v) sum += x;
+  s.mean = sum / static_cast<double>(v.size());
+  double ss = 0;
+  for (double x : v) ss += (x - s.mean) * (x - s.mean);
+  s.std = v.size() > 1 ? std::sqrt(ss / static_cast<double>(v.size() - 1)) : 0.0;
+  s.min = v.front();
+  s.max = v.back();
+  const size_t m = v.size() / 2;
+  s.median = v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+  return s;
+}
+
+nlohmann::json stats_json(const Stats& s) {
+  return {{"mean", s.mean}, {"std", s.std}, {"min", s.min}, {"max", s.max}, {"median", s.median}};
+}
+
+// Groups of lesions by (sweep, kind, k) in order of first appearance.
+std::vector<std::vector<size_t>> groups_of(const std::vector<Lesion>& ls) {
+  std::vector<std::vector<size_t>> groups;
+  std::map<std::tuple<std::string, std::string, int>, size_t> index;
+  for (size_t i = 0; i < ls.size(); ++i) {
+    auto key = std::make_tuple(ls[i].sweep, ls[i].kind, ls[i].k);
+    auto it = index.find(key);
+    if (it == index.end()) {
+      index[key] = groups.size();
+      groups.push_back({i});
+    } else {
+      groups[it->second].push_back(i);
+    }
+  }
+  return groups;
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n ") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+std::string join_ints(const std::vector<int>& v, const char* sep) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? sep : "") + std::to_string(v[i]);
+  return s;
+}
+
+std::string pct(double e) { return fmt::format("{:6.2f}%", 100.0 * e); }
+
+}  // namespace
+
+nlohmann::json summarize(const LesionResult& r) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& g : groups_of(r.lesions)) {
+    const Lesion& l0 = r.lesions[g.front()];
+    std::vector<double> err, rec, tau;
+    for (size_t i : g) {
+      err.push_back(r.metrics[i].top1_error());
+      if (!r.recalibrated.empty()) rec.push_back(r.recalibrated[i].top1_error());
+      tau.push_back(r.lesions[i].kendall_tau);
+    }
+    nlohmann::json j = {{"sweep", l0.sweep}, {"kind", l0.kind}, {"k", l0.k}, {"count", g.size()}};
+    j.update(stats_json(stats_of(err)));
+    if (l0.kind == "swap" || l0.kind == "duplicate" || l0.kind == "custom")
+      j["kendall_tau_mean"] = stats_of(tau).mean;
+    if (!rec.empty()) j["recalibrated"] = stats_json(stats_of(rec));
+    out.push_back(j);
+  }
+  return out;
+}
+
+nlohmann::json to_json(const LesionResult& r, const std::vector<BlockInfo>& blocks,
+                       const LesionOptions& o) {
+  nlohmann::json j;
+  j["baseline"] = r.baseline.to_json();
+  j["baseline"]["plan"] = r.base.str();
+  if (r.baseline_recalibrated) j["baseline"]["recalibrated"] = short_metrics(*r.baseline_recalibrated);
+  nlohmann::json plans = nlohmann::json::array();
+  for (size_t i = 0; i < r.lesions.size(); ++i) {
+    const Lesion& l = r.lesions[i];
+    nlohmann::json p = {{"plan", l.edit.str()}, {"sweep", l.sweep}, {"kind", l.kind}, {"k", l.k},
+                        {"blocks", l.blocks}};
+    p.update(short_metrics(r.metrics[i]));
+    p["delta_top1_error"] = r.metrics[i].top1_error() - r.baseline.top1_error();
+    p["kendall_tau"] = tau_json(l.kendall_tau);
+    if (l.kind == "swap" || l.kind == "duplicate") {
+      nlohmann::json pairs = nlohmann::json::array();
+      for (const auto& pr : l.pairs) pairs.push_back({pr.first, pr.second});
+      p[l.kind == "swap" ? "pairs" : "replacements"] = pairs;  // duplicate: [position, block run]
+    }
+    if (l.sweep == "single") {
+      const BlockInfo& b = blocks[l.blocks.front() - 1];
+      p["stage"] = b.stage;
+      p["downsample"] = b.downsample;
+    }
+    if (l.line > 0) p["line"] = l.line;
+    const std::string run = l.plan.str();
+    if (run != l.edit.str()) p["run_plan"] = run;  // with the network's residual scales
+    if (!r.recalibrated.empty()) p["recalibrated"] = short_metrics(r.recalibrated[i]);
+    plans.push_back(p);
+  }
+  j["plans"] = plans;
+  j["summary"] = summarize(r);
+  j["engine"] = engine_name(o.engine.engine_);
+  j["seconds"] = r.seconds;
+  j["engine_seconds"] = r.stats.seconds;
+  j["engine_stats"] = r.stats.to_json();
+  j["fold_batchnorm"] = o.fold;
+  j["channels_last"] = o.channels_last;
+  j["batch_size"] = o.engine.batch_size_;
+  j["samples"] = o.samples;
+  j["recalibrate_bn"] = o.recalibrate_bn;
+  if (o.recalibrate_bn > 0) j["recalibrate_batch_size"] = o.recalibrate_batch_size;
+  nlohmann::json bt = nlohmann::json::array();
+  for (const auto& b : blocks)
+    bt.push_back({{"index", b.index}, {"stage", b.stage}, {"downsample", b.downsample},
+                  {"in_shape", b.in_shape}, {"out_shape", b.out_shape}, {"kind", b.kind}});
+  j["blocks"] = bt;
+  return j;
+}
+
+std::string to_csv(const LesionResult& r) {
+  const bool rec = !r.recalibrated.empty();
+  std::string out = "plan,kind,k,blocks,top1_error,top5_error,loss,correct,n,kendall_tau";
+  if (rec) out += ",recal_top1_error,recal_correct";
+  out += "\n";
+  auto row = [&](const std::string& plan, const std::string& kind, int k, const std::vector<int>& b,
+                 const Metrics& m, double tau, const Metrics* rm) {
+    out += fmt::format("{},{},{},{},{:.6f},{:.6f},{:.6f},{},{},{}", csv_field(plan), kind, k,
+                       csv_field(join_ints(b, " ")), m.top1_error(), m.top5_error(), m.loss(),
+                       m.correct, m.n, std::isfinite(tau) ? fmt::format("{:.6f}", tau) : "");
+    if (rm) out += fmt::format(",{:.6f},{}", rm->top1_error(), rm->correct);
+    out += "\n";
+  };
+  row(r.base.str(), "intact", 0, {}, r.baseline, 1.0, rec ? &*r.baseline_recalibrated : nullptr);
+  for (size_t i = 0; i < r.lesions.size(); ++i) {
+    const Lesion& l = r.lesions[i];
+    row(l.edit.str(), l.kind, l.k, l.blocks, r.metrics[i], l.kendall_tau,
+        rec ? &r.recalibrated[i] : nullptr);
+  }
+  return out;
+}
+
+std::string to_table(const LesionResult& r, const std::vector<BlockInfo>& blocks) {
+  const bool rec = !r.recalibrated.empty();
+  const double base = r.baseline.top1_error();
+  std::string out = fmt::format("baseline ({}): top-1 error {}  top-5 error {}  ({} of {} correct)",
+                                r.base.str(), pct(base), pct(r.baseline.top5_error()),
+                                r.baseline.correct, r.baseline.n);
+  if (rec) out += fmt::format("  recalibrated {}", pct(r.baseline_recalibrated->top1_error()));
+  out += "\n";
+
+  std::vector<size_t> single, custom;
+  for (size_t i = 0; i < r.lesions.size(); ++i) {
+    if (r.lesions[i].sweep == "single") single.push_back(i);
+    if (r.lesions[i].sweep == "plans") custom.push_back(i);
+  }
+  if (!single.empty()) {
+    out += "\nsingle-block deletion (* = downsampling block)\n";
+    out += fmt::format("{:>5} {:>5} {:>2} {:>22} {:>8} {:>9}{}\n", "block", "stage", "ds", "in -> out",
+                       "error", "delta", rec ? "  recalibrated" : "");
+    for (size_t i : single) {
+      const BlockInfo& b = blocks[r.lesions[i].blocks.front() - 1];
+      const double e = r.metrics[i].top1_error();
+      out += fmt::format("{:>5} {:>5} {:>2} {:>22} {:>8} {:>+8.2f}%", b.index, b.stage,
+                         b.downsample ? "*" : "",
+                         shape_string(b.in_shape) + " -> " + shape_string(b.out_shape), pct(e),
+                         100.0 * (e - base));
+      if (rec) out += fmt::format("  {:>12}", pct(r.recalibrated[i].top1_error()));
+      out += "\n";
+    }
+  }
+  const auto summary = summarize(r);
+  bool header = false;
+  for (const auto& s : summary) {
+    const std::string sweep = s["sweep"];
+    if (sweep == "single" || sweep == "plans") continue;
+    if (!header) {
+      out += fmt::format("\n{:<17} {:>3} {:>5} {:>8} {:>8} {:>8} {:>8}{}{}\n", "sweep", "k", "count",
+                         "mean", "std", "min", "max", "  tau mean", rec ? "  recal mean" : "");
+      header = true;
+    }
+    out += fmt::format("{:<17} {:>3} {:>5} {:>8} {:>8} {:>8} {:>8}", sweep, s["k"].get<int>(),
+                       s["count"].get<size_t>(), pct(s["mean"]), pct(s["std"]), pct(s["min"]),
+                       pct(s["max"]));
+    out += s.contains("kendall_tau_mean") ? fmt::format("  {:>8.3f}", s["kendall_tau_mean"].get<double>())
+                                          : std::string(rec ? "          " : "");
+    if (rec) out += fmt::format("  {:>10}", pct(s["recalibrated"]["mean"]));
+    out += "\n";
+  }
+  if (!custom.empty()) {
+    out += fmt::format("\n{:>5}  {:>8} {:>9}{}  plan\n", "line", "error", "delta", rec ? "  recalibrated" : "");
+    for (size_t i : custom) {
+      const double e = r.metrics[i].top1_error();
+      out += fmt::format("{:>5}  {:>8} {:>+8.2f}%", r.lesions[i].line, pct(e), 100.0 * (e - base));
+      if (rec) out += fmt::format("  {:>12}", pct(r.recalibrated[i].top1_error()));
+      out += "  " + r.lesions[i].edit.str() + "\n";
+    }
+  }
+  return out;
+}
+
+}  // namespace unravel::lesion

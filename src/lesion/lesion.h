@@ -1,0 +1,76 @@
+// The lesion study of `unravel lesion` (PAPER.md E1-E4, E9): build the plans of the requested
+// sweeps, evaluate them all in one engine run, optionally recalibrate batch-norm per plan, and
+// report the results as JSON, CSV and a readable table.
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "data/dataset.h"
+#include "lesion/engine.h"
+#include "lesion/sweeps.h"
+#include "models/network.h"
+#include "train/evaluate.h"
+
+namespace unravel::lesion {
+
+struct LesionOptions {
+  bool single = false;               ///< --single: every block deleted alone (E1, E2, E9)
+  std::string delete_random;         ///< --delete-random K1:K2 (E3); empty: off
+  std::string swap_random;           ///< --swap-random K1:K2 (E4); empty: off
+  std::string duplicate_random;      ///< --duplicate-random K1:K2; empty: off
+  int samples = 10;                  ///< --samples: random plans per k
+  std::string plans_file;            ///< --plans FILE; empty: off
+  uint64_t seed = 0;                 ///< seed of the random sweeps
+  int recalibrate_bn = 0;            ///< --recalibrate-bn N: batches per plan; 0: off
+  int64_t recalibrate_batch_size = 128;  ///< images per recalibration batch
+  bool fold = true;                  ///< fold batch-norm into the convolutions (--no-fold: off)
+  bool channels_last = false;        ///< channels_last activations and weights
+  EngineOptions engine;              ///< engine, batch size, progress label
+};
+
+// The plans of every requested sweep, in the order single, delete-random, swap-random,
+// duplicate-random, plans file. UserError when no sweep is requested or a sweep is impossible.
+std::vector<Lesion> generate_lesions(const LesionOptions& o, const Plan& base,
+                                     const std::vector<BlockInfo>& blocks);
+
+struct LesionResult {
+  Plan base;                          ///< the default plan of the network (the baseline)
+  std::vector<Lesion> lesions;
+  Metrics baseline;
+  std::vector<Metrics> metrics;       ///< per lesion
+  std::optional<Metrics> baseline_recalibrated;
+  std::vector<Metrics> recalibrated;  ///< per lesion, when recalibrating
+  EngineStats stats;                  ///< of the engine run (all plans at once)
+  double seconds = 0;                 ///< whole study, recalibration included
+};
+
+// Evaluates the baseline and every lesion on `test` with one engine run (on an evaluation copy;
+// `net` is not modified), then, when o.recalibrate_bn > 0, each plan again on its own copy with
+// batch-norm statistics recomputed on training batches of `train`.
+LesionResult run_lesion(const models::Network& net, const std::vector<Lesion>& lesions,
+                        const data::Split& test, const data::Split& train,
+                        const data::Normalizer& norm, const LesionOptions& o);
+
+// Mean / sample std / min / max / median of the top-1 error per (sweep, kind, k), in order of
+// first appearance; with "recalibrated" statistics when present.
+nlohmann::json summarize(const LesionResult& r);
+
+// {"baseline", "plans", "summary", "engine", "seconds", "engine_stats", "blocks", ...}: see
+// `unravel lesion --help`. Fields the caller knows (model, data, seed, threads) are added there.
+nlohmann::json to_json(const LesionResult& r, const std::vector<BlockInfo>& blocks,
+                       const LesionOptions& o);
+
+// One row per plan, the baseline first (kind "intact", k 0). Columns:
+// plan,kind,k,blocks,top1_error,top5_error,loss,correct,n,kendall_tau
+// and, when recalibrating, recal_top1_error,recal_correct. Fields are quoted as RFC 4180 asks.
+std::string to_csv(const LesionResult& r);
+
+// Human-readable tables for stdout: the single-deletion table (block, stage, downsampling,
+// error, change against the baseline), the per-k summary of random sweeps, custom plans.
+std::string to_table(const LesionResult& r, const std::vector<BlockInfo>& blocks);
+
+}  // namespace unravel::lesion

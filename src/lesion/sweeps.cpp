@@ -1,0 +1,298 @@
+// Plan generation for the lesion sweeps (E1-E4, E9) and plans read from a file.
+#include "lesion/sweeps.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <map>
+#include <sstream>
+
+#include "core/errors.h"
+#include "core/util.h"
+
+namespace unravel::lesion {
+
+// ---- random numbers ---------------------------------------------------------------------------
+
+namespace {
+uint64_t splitmix(uint64_t& x) {
+  uint64_t z = (x += 0x9E3779B97F4A7C15ULL);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+}  // namespace
+
+Rng::Rng(uint64_t seed, uint64_t stream) : state_(seed) {
+  uint64_t s = stream * 0xD1B54A32D192ED03ULL + 1;
+  state_ ^= splitmix(s);
+}
+
+uint64_t Rng::next() { return splitmix(state_); }
+
+uint64_t Rng::below(uint64_t n) {
+  const uint64_t limit = UINT64_MAX - UINT64_MAX % n;  // accept [0, limit): a multiple of n
+  uint64_t v;
+  do v = next();
+  while (v >= limit);
+  return v % n;
+}
+
+// ---- helpers ----------------------------------------------------------------------------------
+
+namespace {
+
+// Streams per sweep: fixed constants, so a sweep's sets depend on the seed and k only.
+constexpr uint64_t kStreamDelete = 1, kStreamSwap = 2, kStreamDuplicate = 3;
+
+std::string trim(const std::string& s) {
+  const size_t a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");
+  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
+}
+
+int parse_positive(const std::string& s, const std::string& flag, const std::string& text) {
+  char* end = nullptr;
+  errno = 0;
+  const long v = std::strtol(s.c_str(), &end, 10);
+  if (s.empty() || *end != '\0' || errno != 0 || v < 1 || v > 1000000)
+    throw UserError(fmt::format("{} '{}': expected K or K1:K2 with 1 <= K1 <= K2", flag, text));
+  return static_cast<int>(v);
+}
+
+// Blocks grouped by (in_shape, out_shape): only blocks of one group may take each other's place.
+std::vector<std::vector<int>> shape_groups(const std::vector<BlockInfo>& blocks) {
+  std::map<std::pair<Shape, Shape>, std::vector<int>> groups;
+  for (const auto& b : blocks) groups[{b.in_shape, b.out_shape}].push_back(b.index);
+  std::vector<std::vector<int>> out;
+  for (auto& kv : groups) out.push_back(kv.second);
+  std::sort(out.begin(), out.end());  // by smallest index: independent of shape ordering
+  return out;
+}
+
+Lesion make(const std::string& sweep, const std::string& kind, int k, Plan edit, const Plan& base,
+            const std::vector<BlockInfo>& blocks) {
+  Lesion l;
+  l.sweep = sweep;
+  l.kind = kind;
+  l.k = k;
+  l.plan = rebase(edit, base);
+  l.plan.validate(blocks);
+  l.kendall_tau = kendall_tau(l.plan.order());
+  l.edit = std::move(edit);
+  return l;
+}
+
+void check_k(int k_hi, int limit, const std::string& flag, const std::string& what) {
+  if (k_hi > limit)
+    throw UserError(fmt::format("{}: k = {} exceeds the {} {}", flag, k_hi, limit, what));
+}
+
+}  // namespace
+
+std::pair<int, int> parse_k_range(const std::string& text, const std::string& flag) {
+  const std::string t = trim(text);
+  const size_t c = t.find(':');
+  int lo, hi;
+  if (c == std::string::npos) {
+    lo = hi = parse_positive(t, flag, text);
+  } else {
+    lo = parse_positive(trim(t.substr(0, c)), flag, text);
+    hi = parse_positive(trim(t.substr(c + 1)), flag, text);
+  }
+  if (lo > hi) throw UserError(fmt::format("{} '{}': K1 must not exceed K2", flag, text));
+  return {lo, hi};
+}
+
+Plan rebase(const Plan& edit, const Plan& base) {
+  if (edit.n_blocks() != base.n_blocks())
+    throw UserError(fmt::format("plan '{}' is for {} blocks but the network has {}", edit.str(),
+                                edit.n_blocks(), base.n_blocks()));
+  std::vector<double> scale(base.n_blocks() + 1, 1.0);
+  for (const Step& s : base.steps())
+    if (s.block >= 1 && s.block <= base.n_blocks()) scale[s.block] = s.residual_scale;
+  Plan out = edit;
+  for (Step& s : out.steps())
+    if (s.block >= 1 && s.block <= base.n_blocks()) s.residual_scale *= scale[s.block];
+  return out;
+}
+
+std::vector<Lesion> single_deletions(const Plan& base, const std::vector<BlockInfo>& blocks) {
+  std::vector<Lesion> out;
+  const int n = base.n_blocks();
+  for (int i = 1; i <= n; ++i) {
+    Lesion l = make("single", "delete", 1, Plan::intact(n).remove({i}), base, blocks);
+    l.blocks = {i};
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+std::vector<Lesion> random_deletions(const Plan& base, const std::vector<BlockInfo>& blocks,
+                                     int k_lo, int k_hi, int samples, uint64_t seed) {
+  const int n = base.n_blocks();
+  check_k(k_hi, n, "--delete-random", "blocks of the network");
+  Rng rng(seed, kStreamDelete);
+  std::vector<Lesion> out;
+  for (int k = k_lo; k <= k_hi; ++k) {
+    for (int s = 0; s < samples; ++s) {
+      std::vector<int> pool(n);
+      for (int i = 0; i < n; ++i) pool[i] = i + 1;
+      for (int j = 0; j < k; ++j) std::swap(pool[j], pool[j + rng.below(n - j)]);  // partial shuffle
+      std::vector<int> del(pool.begin(), pool.begin() + k);
+      std::sort(del.begin(), del.end());
+      Lesion l = make("delete-random", "delete", k, Plan::intact(n).remove(del), base, blocks);
+      l.blocks = del;
+      out.push_back(std::move(l));
+    }
+  }
+  return out;
+}
+
+std::vector<Lesion> random_swaps(const Plan& base, const std::vector<BlockInfo>& blocks, int k_lo,
+                                 int k_hi, int samples, uint64_t seed) {
+  const int n = base.n_blocks();
+  const auto groups = shape_groups(blocks);
+  int max_pairs = 0;
+  for (const auto& g : groups) max_pairs += static_cast<int>(g.size()) / 2;
+  check_k(k_hi, max_pairs, "--swap-random", "disjoint pairs of same-shape blocks");
+  Rng rng(seed, kStreamSwap);
+  std::vector<Lesion> out;
+  for (int k = k_lo; k <= k_hi; ++k) {
+    for (int s = 0; s < samples; ++s) {
+      auto avail = groups;
+      Plan edit = Plan::intact(n);
+      std::vector<std::pair<int, int>> pairs;
+      for (int j = 0; j < k; ++j) {
+        // a pair uniform among all eligible pairs: pick a group weighted by its pair count
+        uint64_t total = 0;
+        for (const auto& g : avail) total += g.size() * (g.size() - 1) / 2;
+        uint64_t r = rng.below(total);
+        size_t gi = 0;
+        for (; gi < avail.size(); ++gi) {
+          const uint64_t c = avail[gi].size() * (avail[gi].size() - 1) / 2;
+          if (r < c) break;
+          r -= c;
+        }
+        auto& g = avail[gi];
+        const size_t a = rng.below(g.size());
+        size_t b = rng.below(g.size() - 1);
+        if (b >= a) ++b;
+        int x = g[a], y = g[b];
+        if (x > y) std::swap(x, y);
+        pairs.emplace_back(x, y);
+        g.erase(std::remove_if(g.begin(), g.end(), [&](int v) { return v == x || v == y; }), g.end());
+        edit.swap(x, y);
+      }
+      Lesion l = make("swap-random", "swap", k, std::move(edit), base, blocks);
+      l.pairs = pairs;
+      for (const auto& p : pairs) {
+        l.blocks.push_back(p.first);
+        l.blocks.push_back(p.second);
+      }
+      std::sort(l.blocks.begin(), l.blocks.end());
+      out.push_back(std::move(l));
+    }
+  }
+  return out;
+}
+
+std::vector<Lesion> random_duplicates(const Plan& base, const std::vector<BlockInfo>& blocks,
+                                      int k_lo, int k_hi, int samples, uint64_t seed) {
+  const int n = base.n_blocks();
+  const auto groups = shape_groups(blocks);
+  std::vector<int> group_of(n + 1, -1);
+  int max_targets = 0;  // every group keeps one block at its own place to copy from
+  for (size_t gi = 0; gi < groups.size(); ++gi) {
+    for (int b : groups[gi]) group_of[b] = static_cast<int>(gi);
+    max_targets += static_cast<int>(groups[gi].size()) - 1;
+  }
+  check_k(k_hi, max_targets, "--duplicate-random",
+          "positions that can take a copy of a same-shape block (each shape keeps one original)");
+  Rng rng(seed, kStreamDuplicate);
+  std::vector<Lesion> out;
+  for (int k = k_lo; k <= k_hi; ++k) {
+    for (int s = 0; s < samples; ++s) {
+      // targets one by one, uniform among the positions whose group keeps a non-target after it
+      std::vector<bool> is_target(n + 1, false);
+      std::vector<int> left(groups.size());  // non-targets per group
+      for (size_t gi = 0; gi < groups.size(); ++gi) left[gi] = static_cast<int>(groups[gi].size());
+      std::vector<int> targets;
+      for (int j = 0; j < k; ++j) {
+        std::vector<int> cand;
+        for (int b = 1; b <= n; ++b)
+          if (!is_target[b] && left[group_of[b]] >= 2) cand.push_back(b);
+        const int t = cand[rng.below(cand.size())];
+        is_target[t] = true;
+        left[group_of[t]]--;
+        targets.push_back(t);
+      }
+      std::sort(targets.begin(), targets.end());
+      // each target runs a copy of a block of its group that still runs at its own position
+      std::vector<int> order(n);
+      for (int i = 0; i < n; ++i) order[i] = i + 1;
+      std::vector<std::pair<int, int>> pairs;
+      for (int t : targets) {
+        std::vector<int> src;
+        for (int b : groups[group_of[t]])
+          if (!is_target[b]) src.push_back(b);
+        const int b = src[rng.below(src.size())];
+        order[t - 1] = b;
+        pairs.emplace_back(t, b);
+      }
+      Plan edit = Plan::intact(n);
+      edit.set_order(order);
+      Lesion l = make("duplicate-random", "duplicate", k, std::move(edit), base, blocks);
+      l.blocks = targets;
+      l.pairs = pairs;
+      out.push_back(std::move(l));
+    }
+  }
+  return out;
+}
+
+std::vector<Lesion> plans_from_text(const std::string& text, const std::string& name,
+                                    const Plan& base, const std::vector<BlockInfo>& blocks) {
+  const int n = base.n_blocks();
+  std::vector<Lesion> out;
+  std::istringstream in(text);
+  std::string raw;
+  int lineno = 0;
+  while (std::getline(in, raw)) {
+    ++lineno;
+    const size_t hash = raw.find('#');
+    const std::string line = trim(hash == std::string::npos ? raw : raw.substr(0, hash));
+    if (line.empty()) continue;
+    try {
+      Plan edit = Plan::parse(line, n);
+      // k: steps that differ from the intact plan, plus steps added or dropped
+      const Plan intact = Plan::intact(n);
+      const auto& st = edit.steps();
+      int k = std::abs(static_cast<int>(st.size()) - n);
+      for (size_t i = 0; i < st.size() && i < static_cast<size_t>(n); ++i)
+        if (st[i] != intact.steps()[i]) ++k;
+      Lesion l = make("plans", "custom", k, edit, base, blocks);
+      l.blocks = edit.deleted_blocks();
+      l.line = lineno;
+      out.push_back(std::move(l));
+    } catch (const UserError& e) {
+      throw UserError(fmt::format("{}:{}: {}", name, lineno, e.what()));
+    }
+  }
+  if (out.empty()) throw UserError(fmt::format("{}: no plans in the file (one plan a line)", name));
+  return out;
+}
+
+std::vector<Lesion> plans_from_file(const std::string& path, const Plan& base,
+                                    const std::vector<BlockInfo>& blocks) {
+  std::string text;
+  try {
+    text = read_text_file(path);
+  } catch (const UserError& e) {
+    throw UserError(std::string("--plans: ") + e.what());
+  }
+  return plans_from_text(text, path, base, blocks);
+}
+
+}  // namespace unravel::lesion
