@@ -550,7 +550,7 @@ TEST(LesionStudy, JsonCsvAndRecalibration) {
 
 TEST(LesionCli, MissingPlansFileIsOneLine) {
   const char* bin = std::getenv("UNRAVEL_BIN");
-  if (!bin) GTEST_SKIP() << "UNRAVEL_BIN not set (run through ctest)";
+  if (!bin || !path_exists(bin)) GTEST_SKIP() << "the unravel program is not built (UNRAVEL_BIN)";
   const std::string err = testing::TempDir() + "lesion_err.txt";
   const std::string cmd = std::string(bin) +
                           " lesion --model preresnet8 --data synthetic:train=64,test=32,size=12,channels=1"
@@ -565,7 +565,7 @@ TEST(LesionCli, MissingPlansFileIsOneLine) {
 
 TEST(LesionCli, SingleSweepWritesJsonAndCsv) {
   const char* bin = std::getenv("UNRAVEL_BIN");
-  if (!bin) GTEST_SKIP() << "UNRAVEL_BIN not set (run through ctest)";
+  if (!bin || !path_exists(bin)) GTEST_SKIP() << "the unravel program is not built (UNRAVEL_BIN)";
   const std::string dir = testing::TempDir();
   const std::string cmd = std::string(bin) +
                           " lesion --model preresnet14 --data synthetic:train=64,test=48,size=12,channels=1"
