@@ -8,6 +8,7 @@
 #include "core/errors.h"
 #include "core/util.h"
 #include "report/report.h"
+#include "repro/repro.h"
 
 namespace unravel::cli {
 
@@ -52,6 +53,60 @@ void add_report_command(CLI::App& app) {
 }
 
 }  // namespace unravel::cli
+
+// ---- unravel repro: the whole paper end to end (src/repro/repro.h) -----------------------------
+
 namespace unravel::cli {
-void add_repro_command(CLI::App& app) {}
+
+void add_repro_command(CLI::App& app) {
+  auto opts = std::make_shared<repro::ReproOptions>();
+  auto list = std::make_shared<bool>(false);
+  auto no_report = std::make_shared<bool>(false);
+  auto json_path = std::make_shared<std::string>();
+  auto* c = app.add_subcommand(
+      "repro", "the whole paper end to end: train a ResNet, its plain control, a stochastic-depth "
+               "and a short-path ResNet, run E1 and E3-E9, write DIR/results.json and "
+               "DIR/report/index.html; a rerun reuses finished steps");
+  c->add_option("--preset", opts->preset, "smoke | quick | full (see --list-presets)")
+      ->capture_default_str();
+  c->add_option("--out", opts->out, "output directory (runs/, steps/, results.json, report/)");
+  c->add_option("--data", opts->data, "data set instead of the preset's, e.g. cifar10:DIR");
+  c->add_option("--seed", opts->seed, "seed of weights, batches, sampled plans and paths")
+      ->capture_default_str();
+  c->add_option("--threads", opts->threads,
+                "CPU threads (0 = all cores; default: the preset's, 1 for smoke, else all cores)");
+  c->add_option("--device", opts->device, "auto | cpu | cuda")->capture_default_str();
+  c->add_flag("--quiet", opts->quiet, "only one line per step on stderr");
+  c->add_flag("--no-report", *no_report, "write results.json only (no gnuplot figures, no HTML)");
+  c->add_flag("--list-presets", *list, "print the preset table and exit");
+  c->add_option("--json", *json_path, "also write {results, index, steps} here");
+  c->footer("Presets:\n" + repro::presets_table());
+  c->callback([opts, list, no_report, json_path] {
+    if (*list) {
+      std::cout << repro::presets_table();
+      return;
+    }
+    if (opts->out.empty()) throw UserError("--out DIR is required (or --list-presets)");
+    repro::find_preset(opts->preset);  // a bad --preset fails before anything is written
+    opts->report = !*no_report;
+    const repro::ReproResult r = repro::run_repro(*opts);
+    std::cout << repro::summary_table(r.results);
+    int cached = 0;
+    for (const auto& s : r.steps) cached += s.status == "cached";
+    std::cout << "\nresults: " << r.results_path << "\n";
+    if (!r.report_index.empty()) std::cout << "report:  " << r.report_index << "\n";
+    std::cout << "wall time: " << format_duration(r.seconds) << " (" << cached << " of "
+              << r.steps.size() << " steps reused)\n";
+    if (!json_path->empty()) {
+      nlohmann::json steps = nlohmann::json::array();
+      for (const auto& s : r.steps)
+        steps.push_back({{"id", s.id}, {"status", s.status}, {"seconds", s.seconds}});
+      write_json_atomic(*json_path, {{"results", r.results_path},
+                                     {"index", r.report_index},
+                                     {"steps", steps},
+                                     {"seconds", r.seconds}});
+    }
+  });
+}
+
 }  // namespace unravel::cli
