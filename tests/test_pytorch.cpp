@@ -19,8 +19,7 @@ bool python_torch_available() {
 }
 
 std::string script() {
-  const char* src = std::getenv("UNRAVEL_SOURCE_DIR");
-  return std::string(src ? src : ".") + "/scripts/crosscheck_forward.py";
+  return std::string(UNRAVEL_TEST_SOURCE_DIR) + "/scripts/crosscheck_forward.py";
 }
 
 }  // namespace
