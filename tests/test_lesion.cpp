@@ -155,9 +155,10 @@ TEST(LesionSweeps, RebaseKeepsResidualScales) {
   Plan r = rebase(e, net->default_plan());
   EXPECT_EQ(r.steps()[4].block, 6);
   EXPECT_DOUBLE_EQ(r.steps()[4].residual_scale, 0.5);
-  // scales given in a plan multiply the network's
+  // a scale given in a plans file sets that block's scale, as `unravel eval --plan` does
   auto custom = plans_from_text("scale=2:0.5\n", "f", net->default_plan(), net->block_infos());
-  EXPECT_DOUBLE_EQ(custom[0].plan.steps()[1].residual_scale, 0.45);
+  EXPECT_DOUBLE_EQ(custom[0].plan.steps()[1].residual_scale, 0.5);
+  EXPECT_DOUBLE_EQ(custom[0].plan.steps()[2].residual_scale, 0.8);
 }
 
 TEST(LesionSweeps, RandomDeletionsSeededAndValid) {
@@ -271,6 +272,23 @@ TEST(LesionSweeps, GenerateIsReproducibleAndIndependentPerSweep) {
   } catch (const UserError& e) {
     EXPECT_NE(std::string(e.what()).find("--single"), std::string::npos);
   }
+}
+
+// A plans file means what `unravel eval --plan` means: clauses applied to the default plan, so
+// on a net with test-time scales (stochastic depth) a lesion's printed plan reads back to itself
+// and an explicit scale sets the scale rather than multiplying the trained one.
+TEST(LesionSweeps, PlansFileTextMeansWhatEvalMeans) {
+  Network net = make_net("preresnet20");
+  net->set_residual_scales({0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1});
+  const Plan base = net->default_plan();
+  auto single = single_deletions(base, net->block_infos());
+  const std::string printed = single[2].plan.str();  // delete=3 plus every trained scale
+  auto back = plans_from_text(printed + "\nscale=1:0.5 delete=2\n", "p.txt", base, net->block_infos());
+  ASSERT_EQ(back.size(), 2u);
+  EXPECT_EQ(back[0].plan, single[2].plan) << printed;
+  EXPECT_EQ(back[1].plan, Plan::parse("scale=1:0.5 delete=2", base));
+  EXPECT_DOUBLE_EQ(back[1].plan.steps()[0].residual_scale, 0.5);  // set, not 0.5 x 0.9
+  EXPECT_DOUBLE_EQ(back[1].plan.steps()[3].residual_scale, 0.6);  // trained scale kept
 }
 
 TEST(LesionSweeps, PlansFile) {

@@ -71,13 +71,15 @@ std::vector<std::vector<int>> shape_groups(const std::vector<BlockInfo>& blocks)
   return out;
 }
 
+// `applied`: the plan to evaluate when the caller already has it (plan files: the text applied
+// to the default plan exactly as `unravel eval --plan` does); else rebase(edit, base).
 Lesion make(const std::string& sweep, const std::string& kind, int k, Plan edit, const Plan& base,
-            const std::vector<BlockInfo>& blocks) {
+            const std::vector<BlockInfo>& blocks, const Plan* applied = nullptr) {
   Lesion l;
   l.sweep = sweep;
   l.kind = kind;
   l.k = k;
-  l.plan = rebase(edit, base);
+  l.plan = applied ? *applied : rebase(edit, base);
   l.plan.validate(blocks);
   l.kendall_tau = kendall_tau(l.plan.order());
   l.edit = std::move(edit);
@@ -272,7 +274,10 @@ std::vector<Lesion> plans_from_text(const std::string& text, const std::string& 
       int k = std::abs(static_cast<int>(st.size()) - n);
       for (size_t i = 0; i < st.size() && i < static_cast<size_t>(n); ++i)
         if (st[i] != intact.steps()[i]) ++k;
-      Lesion l = make("plans", "custom", k, edit, base, blocks);
+      // Same meaning as `unravel eval --plan`: clauses applied to the default plan, so a
+      // plan's printed text (scales included) reads back to the same plan.
+      const Plan applied = Plan::parse(line, base);
+      Lesion l = make("plans", "custom", k, edit, base, blocks, &applied);
       l.blocks = edit.deleted_blocks();
       l.line = lineno;
       out.push_back(std::move(l));

@@ -31,6 +31,8 @@ std::pair<int, int> parse_k_range(const std::string& text, const std::string& fl
 
 // The edit applied to `base`: each step of `edit` keeps its block, deletion and gate, and its
 // residual scale is multiplied by the scale `base` gives that block (1 when `base` is intact).
+// Used for the generated sweeps, whose edits carry no scales; plan files are applied instead with
+// Plan::parse(line, base), so that their text means what `unravel eval --plan` means.
 Plan rebase(const Plan& edit, const Plan& base);
 
 // E1/E2/E9: every block deleted alone, in index order (k = 1).
@@ -61,6 +63,8 @@ std::vector<Lesion> random_duplicates(const Plan& base, const std::vector<BlockI
 // Plans, one a line, in the text form of Plan::parse (--delete / --order syntax: "delete=3,17",
 // "order=1-3,5,4,6-20", "swap=4:5", ...); '#' starts a comment; blank lines are skipped.
 // Bad lines throw UserError "NAME:LINE: ..."; a missing file or one without plans names the file.
+// Each line is applied to `base` (the default plan) as `unravel eval --plan` applies it: the
+// trained scales stay, a scale clause sets a scale, and a printed plan reads back to itself.
 std::vector<Lesion> plans_from_text(const std::string& text, const std::string& name,
                                     const Plan& base, const std::vector<BlockInfo>& blocks);
 std::vector<Lesion> plans_from_file(const std::string& path, const Plan& base,
