@@ -161,8 +161,7 @@ void truncate_metrics(const std::string& path, int last_epoch) {
     if (line.empty()) continue;
     try {
       auto j = json::parse(line);
-      if (j.value("epoch", 0) <= last_epoch && !(j.value("type", "") == "step" && j.value("epoch", 0) > last_epoch))
-        kept += line + "\n";
+      if (j.value("epoch", 0) <= last_epoch) kept += line + "\n";
     } catch (const json::exception&) {
       // a torn last line of an interrupted run
     }
