@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   std::cout << std::unitbuf;  // progress lines appear as they are measured
   try {
-    unravel::set_threads(threads);
+    unravel::setup_compute(threads);
     const auto dtype = dtype_name == "float64" ? torch::kFloat64 : torch::kFloat32;
     torch::manual_seed(0);
     unravel::models::Network net(

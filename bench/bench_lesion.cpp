@@ -107,7 +107,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
-    set_threads(threads);
+    setup_compute(threads);
     // Test images: Fashion-MNIST, else a synthetic stand-in of the same shape.
     data::Split test;
     data::Normalizer norm;

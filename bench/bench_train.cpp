@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--models")) models = argv[i + 1];
   }
-  set_threads(threads);
+  setup_compute(threads);
   // Real data when installed, else synthetic images of the same shape.
   data::Dataset ds;
   try {

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -14,6 +15,10 @@
 #include "core/errors.h"
 #include "core/util.h"
 #include "paths/path_counts.h"
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 namespace {
 
@@ -484,6 +489,33 @@ TEST(Util, ProgressLines) {
   const std::string u = testing::internal::GetCapturedStderr();
   EXPECT_EQ(u.rfind("[eval] 7 batches  ", 0), 0u) << u;
   EXPECT_EQ(u.find("ETA"), std::string::npos) << u;
+}
+
+// keep_freed_memory(): a 64 MiB block comes from the heap (no mmap()ed bytes appear) and stays in
+// the process after free (the heap is not trimmed), so the next one reuses it.
+TEST(Util, KeepFreedMemoryServesLargeBlocksFromTheHeap) {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  if (tunables && std::strstr(tunables, "glibc.malloc.")) GTEST_SKIP() << "GLIBC_TUNABLES sets malloc";
+  unravel::keep_freed_memory();
+  const size_t size = size_t{64} << 20;
+  const struct mallinfo2 before = mallinfo2();
+  char* p = static_cast<char*>(std::malloc(size));
+  ASSERT_NE(p, nullptr);
+  std::memset(p, 1, size);
+  const struct mallinfo2 during = mallinfo2();
+  EXPECT_EQ(during.hblkhd, before.hblkhd) << "the block was mmap()ed";
+  EXPECT_GE(during.arena, before.arena + size - (size_t{1} << 20));
+  std::free(p);
+  const struct mallinfo2 after = mallinfo2();
+  EXPECT_EQ(after.arena, during.arena) << "the heap was trimmed";
+  char* q = static_cast<char*>(std::malloc(size));
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(mallinfo2().arena, during.arena) << "a second block did not reuse the first";
+  std::free(q);
+#else
+  GTEST_SKIP() << "not glibc >= 2.33 (keep_freed_memory is a no-op there)";
+#endif
 }
 
 }  // namespace

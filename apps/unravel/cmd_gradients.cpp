@@ -116,7 +116,7 @@ void run_gradients(const GradientsArgs& a) {
   parse_lengths(a.lengths, opts);
   const torch::ScalarType dtype = parse_dtype(a.dtype);
   const torch::Device device = parse_device(a.device);
-  set_threads(a.threads);
+  setup_compute(a.threads);
 
   ExperimentInput in;
   in.run_dir = a.run_dir;

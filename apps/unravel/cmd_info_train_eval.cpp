@@ -192,7 +192,7 @@ void add_eval_command(CLI::App& app) {
                 "write {top1_error, top5_error, loss, correct, n, per_class_error, plan} to FILE");
   o->plan.add(c);
   c->callback([o] {
-    set_threads(o->threads);
+    setup_compute(o->threads);
     if (o->batch_size < 1) throw UserError("--batch-size must be >= 1");
     ExperimentInput in;
     in.run_dir = o->run;

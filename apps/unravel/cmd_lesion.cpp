@@ -63,7 +63,7 @@ void run_lesion_command(const LesionCli& c) {
   if (c.batch_size < 1) throw UserError(fmt::format("--batch-size must be at least 1, got {}", c.batch_size));
   o.fold = !c.no_fold;
   if (!c.quiet) o.engine.progress("lesion");
-  set_threads(c.threads);
+  setup_compute(c.threads);
 
   Experiment ex = load_experiment(c.input);
   models::Network& net = ex.loaded.net;

@@ -8,12 +8,18 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include "core/errors.h"
 
@@ -193,6 +199,15 @@ void Progress::finish(const std::string& extra) {
   last_ = std::chrono::steady_clock::now();
   std::cerr << progress_line(label_, unit_, done_, total_, elapsed_s(), true, extra) << "\n"
             << std::flush;
+}
+
+void keep_freed_memory() {
+#if defined(__GLIBC__)
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  if (tunables && std::strstr(tunables, "glibc.malloc.")) return;  // the user's choice wins
+  mallopt(M_MMAP_MAX, 0);              // no mmap()ed chunks: large tensors reuse heap memory
+  mallopt(M_TRIM_THRESHOLD, INT_MAX);  // never give the heap top back to the kernel
+#endif
 }
 
 }  // namespace unravel

@@ -38,4 +38,12 @@ class Progress {
 
 std::string format_duration(double seconds);  // "1h02m", "3m05s", "12.3s"
 
+// Makes glibc's malloc keep freed memory in the process: large blocks come from the heap instead
+// of fresh mmap()s, and the heap is never trimmed. Without it every activation tensor of more
+// than a few hundred KiB is mapped, page-faulted in (zero-filled by the kernel) and unmapped
+// again; the prefix engine, which holds and frees many activations per batch, spent 40% of its
+// time there (bench_lesion: 6.6 s -> 3.9 s per 500 images; see README "Speed"). Memory use stays
+// at the peak. No-op with other C libraries, or when the user sets GLIBC_TUNABLES for malloc.
+void keep_freed_memory();
+
 }  // namespace unravel

@@ -470,7 +470,7 @@ ReproResult Reproduction::run() {
   if (opts_.threads < -1)
     throw UserError(fmt::format("--threads must be 0 (all cores) or more, got {}", opts_.threads));
   const int threads = opts_.threads == -1 ? preset_.threads : opts_.threads;
-  set_threads(threads);
+  setup_compute(threads);
 
   // The same DIR continues the same reproduction; anything else is refused before any work.
   json what = preset_.to_json();  // what decides the results (not the thread count or budget)

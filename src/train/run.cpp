@@ -1,4 +1,4 @@
-// Run directories and checkpoints; networks from a run or from a seed; threads and devices.
+// Run directories and checkpoints; networks from a run or from a seed; threads, allocator, devices.
 #include "train/run.h"
 
 #include <fmt/format.h>
@@ -13,10 +13,11 @@
 
 namespace unravel {
 
-void set_threads(int n) {
-  if (n < 0) throw UserError(fmt::format("--threads must be >= 0 (0 = all cores), got {}", n));
-  if (n == 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  torch::set_num_threads(n);
+void setup_compute(int threads) {
+  if (threads < 0) throw UserError(fmt::format("--threads must be >= 0 (0 = all cores), got {}", threads));
+  if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  torch::set_num_threads(threads);
+  keep_freed_memory();
 }
 
 torch::Device parse_device(const std::string& name) {

@@ -11,8 +11,10 @@
 
 namespace unravel {
 
-// --threads: 0 = all cores. Sets intra-op threads (libtorch 1.13 uses one here by default).
-void set_threads(int n);
+// What every command that computes does first. --threads: 0 = all cores; sets intra-op threads
+// (libtorch 1.13 uses one here by default). Also keep_freed_memory() (core/util.h): tensors
+// reuse freed heap memory instead of fresh, page-faulting mmap()s.
+void setup_compute(int threads);
 // --device auto|cpu|cuda; throws UserError for cuda without a CUDA build/GPU.
 torch::Device parse_device(const std::string& name);
 

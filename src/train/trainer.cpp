@@ -248,7 +248,7 @@ std::vector<double> test_time_scales(const TrainOptions& o, int n_blocks) {
 TrainSummary train(const TrainOptions& opts_in) {
   TrainOptions o = opts_in;
   check_options(o);
-  set_threads(o.threads);
+  setup_compute(o.threads);
   const torch::Device device = parse_device(o.device);
   const std::string dir = o.out, cfg_path = dir + "/config.json", ckpt_path = dir + "/checkpoint.pt",
                     metrics_path = dir + "/metrics.jsonl", summary_path = dir + "/summary.json";
