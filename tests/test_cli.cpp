@@ -151,3 +151,33 @@ TEST(Cli, TrainEvalResume) {
   EXPECT_NE(r.err.find("model"), std::string::npos) << r.err;
   fs::remove_all(dir);
 }
+
+// The experiment commands on a random network: --quiet leaves stderr empty, the JSON names the
+// device, and --device cuda without a CUDA build is one line naming the flag.
+TEST(Cli, LesionAndGradientsOnARandomNetwork) {
+  const std::string net = "--model preresnet8 --seed 3 --data synthetic:train=64,test=40,size=12,classes=4";
+  const std::string lj = tmp("lesion") + ".json", gj = tmp("grad") + ".json";
+  Result l = run("lesion " + net + " --single --quiet --threads 1 --json " + lj);
+  ASSERT_EQ(l.code, 0) << l.err;
+  EXPECT_EQ(l.err, "");
+  const json lesion = read_json(lj);
+  EXPECT_EQ(lesion["device"], "cpu");
+  EXPECT_EQ(lesion["plans"].size(), 3u);  // preresnet8: 3 blocks, each deleted alone
+  EXPECT_EQ(lesion["baseline"]["n"], 40);
+
+  Result g = run("gradients " + net + " --batch-size 16 --quiet --threads 1 --json " + gj);
+  ASSERT_EQ(g.code, 0) << g.err;
+  EXPECT_EQ(g.err, "");
+  const json grad = read_json(gj);
+  EXPECT_EQ(grad["lengths"].size(), 4u);  // lengths 0..3
+  EXPECT_LT(grad["residual"].get<double>(), 1e-4);
+  fs::remove(lj);
+  fs::remove(gj);
+
+  Result cuda = run("lesion " + net + " --single --quiet --device cuda");
+  if (cuda.code != 0) {
+    EXPECT_EQ(cuda.code, 1);
+    EXPECT_EQ(lines(cuda.err), 1) << cuda.err;
+    EXPECT_NE(cuda.err.find("--device cuda"), std::string::npos) << cuda.err;
+  }
+}

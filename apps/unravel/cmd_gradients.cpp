@@ -18,8 +18,7 @@ namespace unravel::cli {
 namespace {
 
 struct GradientsArgs {
-  std::string run_dir, model, data, shortcut = "A";
-  uint64_t seed = 0;
+  ExperimentInput input;
   std::string method = "exact";
   int64_t batch_size = 128, batches = 1;
   std::string lengths;
@@ -31,6 +30,7 @@ struct GradientsArgs {
   int threads = 0;
   std::string dtype = "float32";
   std::string device = "auto";
+  bool quiet = false;
   std::string json, csv;
 };
 
@@ -94,7 +94,7 @@ void parse_lengths(const std::string& text, paths::GradientOptions& o) {
 }
 
 void run_gradients(const GradientsArgs& a) {
-  if (a.run_dir.empty() && a.model.empty())
+  if (a.input.run_dir.empty() && a.input.model.empty())
     throw UserError("gradients: give --run DIR or --model NAME");
   if (a.method != "exact" && a.method != "sample" && a.method != "brute")
     throw UserError("--method '" + a.method + "': expected exact, sample or brute");
@@ -112,19 +112,13 @@ void run_gradients(const GradientsArgs& a) {
   opts.samples = a.samples;
   opts.sign_samples = a.sign_samples;
   opts.mass = a.mass;
-  opts.progress = true;
+  opts.progress = !a.quiet;
   parse_lengths(a.lengths, opts);
   const torch::ScalarType dtype = parse_dtype(a.dtype);
   const torch::Device device = parse_device(a.device);
   setup_compute(a.threads);
 
-  ExperimentInput in;
-  in.run_dir = a.run_dir;
-  in.model = a.model;
-  in.seed = a.seed;
-  in.data_spec = a.data;
-  in.shortcut = a.shortcut;
-  Experiment exp = load_experiment(in);
+  Experiment exp = load_experiment(a.input);
   models::Network net = exp.loaded.net;
   const int n = net->num_blocks();
   if (a.method == "brute" && n > 16)
@@ -139,16 +133,17 @@ void run_gradients(const GradientsArgs& a) {
   lo.batch_size = a.batch_size;
   lo.shuffle = true;
   lo.augment = false;
-  lo.seed = a.seed;
+  lo.seed = a.input.seed;
   data::Loader loader(exp.dataset.train, exp.loaded.norm, lo, /*epoch=*/0);
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<paths::GradientResult> per_batch;
   data::Batch batch;
   while (static_cast<int64_t>(per_batch.size()) < a.batches && loader.next(batch)) {
     paths::GradientOptions bo = opts;
-    bo.seed = a.seed * 1000003ULL + per_batch.size();  // fresh sets and signs per batch
-    std::cerr << fmt::format("gradients: batch {}/{} ({} images)\n", per_batch.size() + 1,
-                             a.batches, batch.images.size(0));
+    bo.seed = a.input.seed * 1000003ULL + per_batch.size();  // fresh sets and signs per batch
+    if (!a.quiet)
+      std::cerr << fmt::format("gradients: batch {}/{} ({} images)\n", per_batch.size() + 1,
+                               a.batches, batch.images.size(0));
     per_batch.push_back(paths::gradients_by_method(a.method, net, batch.images.to(device, dtype),
                                                    batch.labels.to(device), bo));
   }
@@ -167,12 +162,12 @@ void run_gradients(const GradientsArgs& a) {
   if (!a.json.empty()) {
     nlohmann::json j = paths::to_json(r);
     j["model"] = net->spec().name;
-    j["run"] = a.run_dir;
+    j["run"] = a.input.run_dir;
     j["data"] = exp.loaded.data_spec;
     j["split"] = "train";
     j["dtype"] = dtype_name;
     j["device"] = device.str();
-    j["seed"] = a.seed;
+    j["seed"] = a.input.seed;
     if (r.method == "sample") {
       j["samples"] = a.samples;
       j["lengths_range"] = {r.lengths.front().length, r.lengths.back().length};
@@ -191,13 +186,9 @@ void add_gradients_command(CLI::App& app) {
   CLI::App* c = app.add_subcommand(
       "gradients", "Gradient per path length (E6): exact decomposition, sampled paths, brute force");
   c->footer(kFooter);
-  c->add_option("--run", args->run_dir, "trained run directory");
-  c->add_option("--model", args->model, "randomly initialised network of this name (with --seed)");
-  c->add_option("--seed", args->seed, "network seed (--model), batches, sampled sets, signs")
+  add_network_source_flags(c, args->input);
+  c->add_option("--seed", args->input.seed, "network seed (--model), batches, sampled sets, signs")
       ->capture_default_str();
-  c->add_option("--shortcut", args->shortcut, "shortcut type of a --model network: A or B")
-      ->capture_default_str();
-  c->add_option("--data", args->data, "data set (default: the run's, else fashion-mnist)");
   c->add_option("--method", args->method, "exact | sample | brute")->capture_default_str();
   c->add_option("--batch-size", args->batch_size, "images per batch")->capture_default_str();
   c->add_option("--batches", args->batches, "average per-length results over N batches")
@@ -221,6 +212,7 @@ void add_gradients_command(CLI::App& app) {
                 "float32 | float64 (float64: residual ~1e-15, ~15x slower on CPU)")
       ->capture_default_str();
   c->add_option("--device", args->device, "auto | cpu | cuda")->capture_default_str();
+  c->add_flag("--quiet", args->quiet, "no progress lines on stderr");
   c->add_option("--json", args->json, "write the results as JSON");
   c->add_option("--csv", args->csv, "write a row per length as CSV");
   c->callback([args]() { run_gradients(*args); });

@@ -23,6 +23,7 @@ struct LesionCli {
   int64_t test_subset = 0;
   int64_t batch_size = 250;
   int threads = 0;
+  std::string device = "auto";
   std::string engine = "prefix";
   bool no_fold = false;
   bool quiet = false;
@@ -63,10 +64,12 @@ void run_lesion_command(const LesionCli& c) {
   if (c.batch_size < 1) throw UserError(fmt::format("--batch-size must be at least 1, got {}", c.batch_size));
   o.fold = !c.no_fold;
   if (!c.quiet) o.engine.progress("lesion");
+  const torch::Device device = parse_device(c.device);
   setup_compute(c.threads);
 
   Experiment ex = load_experiment(c.input);
   models::Network& net = ex.loaded.net;
+  net->to(device);
   const auto& blocks = net->block_infos();
   // Plans first: a bad plan file or sweep fails before any evaluation.
   const auto lesions = lesion::generate_lesions(o, net->default_plan(), blocks);
@@ -91,6 +94,7 @@ void run_lesion_command(const LesionCli& c) {
     j["test_n"] = test.size();
     j["seed"] = c.lesion.seed;
     j["threads"] = at::get_num_threads();
+    j["device"] = device.str();
     j["build"] = build_info();
     write_json_atomic(c.json, j);
   }
@@ -103,10 +107,7 @@ void add_lesion_command(CLI::App& app) {
   auto c = std::make_shared<LesionCli>();
   CLI::App* sub = app.add_subcommand(
       "lesion", "Delete, reorder or replace blocks at test time and measure the error (E1-E4, E9)");
-  sub->add_option("--run", c->input.run_dir, "trained run directory");
-  sub->add_option("--model", c->input.model, "random network of this model instead of --run");
-  sub->add_option("--data", c->input.data_spec, "data set spec (default: the run's, else fashion-mnist)");
-  sub->add_option("--shortcut", c->input.shortcut, "shortcut type of a --model network: A or B");
+  add_network_source_flags(sub, c->input);
   sub->add_flag("--single", c->lesion.single, "delete every block alone (E1/E2/E9)");
   sub->add_option("--delete-random", c->lesion.delete_random, "K1:K2: delete k random blocks (E3)");
   sub->add_option("--swap-random", c->lesion.swap_random, "K1:K2: k random swaps of same-shape blocks (E4)");
@@ -122,6 +123,7 @@ void add_lesion_command(CLI::App& app) {
   sub->add_option("--seed", c->lesion.seed, "seed of the random sweeps (and of --model weights)")
       ->capture_default_str();
   sub->add_option("--threads", c->threads, "CPU threads (0: all cores)")->capture_default_str();
+  sub->add_option("--device", c->device, "auto | cpu | cuda")->capture_default_str();
   sub->add_option("--engine", c->engine, "prefix (shared prefixes once) or reference (one forward per plan)")
       ->capture_default_str();
   sub->add_flag("--no-fold", c->no_fold, "evaluate without folding batch-norm into the convolutions");
