@@ -62,6 +62,18 @@ std::string tmp(const std::string& name) {
   return p.string();
 }
 
+// The epochs recorded in a run's metrics.jsonl, in order.
+std::vector<int> epochs_in(const std::string& dir) {
+  std::ifstream in(dir + "/metrics.jsonl");
+  std::string line;
+  std::vector<int> epochs;
+  while (std::getline(in, line)) {
+    auto j = json::parse(line);
+    if (j["type"] == "epoch") epochs.push_back(j["epoch"].get<int>());
+  }
+  return epochs;
+}
+
 // One clear line on stderr naming `needle`, exit status 1, nothing on stdout.
 void expect_user_error(const std::string& args, const std::string& needle) {
   Result r = run(args);
@@ -138,14 +150,7 @@ TEST(Cli, TrainEvalResume) {
   r = run(common + " --epochs 3");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("resuming"), std::string::npos) << r.err;
-  std::ifstream in(dir + "/metrics.jsonl");
-  std::string line;
-  std::vector<int> epochs;
-  while (std::getline(in, line)) {
-    auto j = json::parse(line);
-    if (j["type"] == "epoch") epochs.push_back(j["epoch"].get<int>());
-  }
-  EXPECT_EQ(epochs, (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(epochs_in(dir), (std::vector<int>{1, 2, 3}));
   r = run(common + " --epochs 3 --model resnet8");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("model"), std::string::npos) << r.err;
@@ -180,4 +185,37 @@ TEST(Cli, LesionAndGradientsOnARandomNetwork) {
     EXPECT_EQ(lines(cuda.err), 1) << cuda.err;
     EXPECT_NE(cuda.err.find("--device cuda"), std::string::npos) << cuda.err;
   }
+}
+
+// Data-parallel training with two local ranks: rank 0 writes the run, rank 1 its log; the
+// checkpoint evaluates in one process to the test error the two ranks measured together (so the
+// ranks held the same weights and batch-norm statistics); the run resumes with two ranks.
+TEST(Cli, TrainWithTwoProcesses) {
+  const std::string dir = tmp("dp");
+  const std::string common = "train --model preresnet8 --data synthetic:train=1024,test=200,size=12,classes=4 "
+                             "--batch-size 64 --lr 0.1 --threads 2 --nproc 2 --out " + dir;
+  Result r = run(common + " --epochs 2");
+  if (r.code != 0 && r.err.find("no c10d Gloo") != std::string::npos) GTEST_SKIP() << r.err;
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(lines(r.out), 1) << r.out;
+  EXPECT_TRUE(fs::exists(dir + "/rank-1.log"));
+  EXPECT_EQ(slurp(dir + "/rank-1.log"), "");  // quiet: only rank 0 reports
+  for (const auto& f : fs::directory_iterator(dir))
+    EXPECT_EQ(f.path().filename().string().find(".c10d-store"), std::string::npos) << "store file left behind";
+  EXPECT_EQ(read_json(dir + "/config.json")["world_size"], 2);
+  const double measured = read_json(dir + "/summary.json")["test_error"].get<double>();
+  EXPECT_LT(measured, 0.45);  // 4 learnable classes: chance is 0.75 (one process: 0.13, two: 0.205)
+
+  r = run("eval --run " + dir + " --threads 1 --json " + dir + "/e.json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_DOUBLE_EQ(read_json(dir + "/e.json")["top1_error"].get<double>(), measured);
+
+  r = run(common + " --epochs 3");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(epochs_in(dir), (std::vector<int>{1, 2, 3}));
+
+  expect_user_error(common + " --epochs 3 --rank 1", "--nproc");
+  expect_user_error("train --model preresnet8 --data synthetic --world-size 2 --out " + dir, "--store");
+  expect_user_error("train --model preresnet8 --data synthetic --nproc 0 --out " + dir, "--nproc");
+  fs::remove_all(dir);
 }

@@ -5,10 +5,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "core/errors.h"
 #include "core/util.h"
 #include "train/checkpoint.h"
+#include "train/distributed.h"
 #include "train/evaluate.h"
 #include "train/run.h"
 #include "train/trainer.h"
@@ -223,4 +225,112 @@ TEST(Train, ShortPathTrainingReportsBothConventions) {
   auto cfg = read_json_file(d + "/config.json");
   EXPECT_NEAR(cfg["residual_scales"][0].get<double>(), 2.0 / 6, 1e-15);
   fs::remove_all(d);
+}
+
+// ---- data-parallel training ------------------------------------------------------------------
+
+TEST(Distributed, ShardsCoverTheBatchInOrder) {
+  for (int world : {1, 2, 3, 5})
+    for (int64_t global : {0, 1, 4, 7, 128}) {
+      int64_t next = 0, smallest = global, largest = 0;
+      for (int r = 0; r < world; ++r) {
+        auto [a, b] = shard_range(global, r, world);
+        EXPECT_EQ(a, next);
+        next = b;
+        smallest = std::min(smallest, b - a);
+        largest = std::max(largest, b - a);
+      }
+      EXPECT_EQ(next, global);
+      EXPECT_LE(largest - smallest, 1);
+    }
+}
+
+TEST(Distributed, BadOptionsNameTheFlag) {
+  auto message = [](DistributedOptions o) {
+    try {
+      check_distributed_options(o);
+    } catch (const UserError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(message({0, 0, ""}).find("--world-size"), std::string::npos);
+  EXPECT_NE(message({2, 2, "file:/tmp/x"}).find("--rank 2"), std::string::npos);
+  EXPECT_NE(message({2, 0, ""}).find("--store"), std::string::npos);
+  EXPECT_NE(message({2, 0, "tcp:host"}).find("tcp:HOST:PORT"), std::string::npos);
+  EXPECT_NE(message({2, 0, "tcp:host:99999"}).find("--store"), std::string::npos);
+  EXPECT_EQ(message({2, 1, "tcp:localhost:29500"}), "");
+  EXPECT_EQ(message({1, 0, ""}), "");
+}
+
+// Two ranks (threads of this process, a real Gloo group over a file store), each with the same
+// small batch-norm-free network and its shard of a batch of 7: after sync_gradients both hold
+// the gradient of the mean loss over all 7 images, as computed in one piece, and the summed
+// statistics. A parameter no rank used stays without a gradient; one that only the rank with a
+// non-empty shard used gets its gradient on both.
+TEST(Distributed, SyncedGradientsAreTheFullBatchGradient) {
+  if (!Communicator::available()) GTEST_SKIP() << "built without c10d Gloo";
+  torch::manual_seed(3);
+  const auto x = torch::randn({7, 5}, torch::kFloat64), y = torch::randint(0, 3, {7});
+  const auto w1 = torch::randn({4, 5}, torch::kFloat64), w2 = torch::randn({3, 4}, torch::kFloat64);
+  auto forward = [](const torch::Tensor& xs, const torch::Tensor& a, const torch::Tensor& b) {
+    return torch::matmul(torch::tanh(torch::matmul(xs, a.t())), b.t());
+  };
+  // The reference: the whole batch in one piece.
+  auto r1 = w1.clone().requires_grad_(), r2 = w2.clone().requires_grad_();
+  torch::nn::functional::cross_entropy(forward(x, r1, r2), y).backward();
+
+  for (int64_t global : {7, 1}) {  // 1: rank 0's shard is empty
+    const std::string store = temp_dir(fmt::format("store{}", global));
+    std::vector<torch::Tensor> got1(2), got2(2), unused(2);
+    std::vector<std::vector<double>> stats(2);
+    std::vector<std::string> errors(2);
+    auto rank = [&](int r) {
+      try {
+        Communicator comm({2, r, "file:" + store, 60});
+        auto p1 = w1.clone().requires_grad_(), p2 = w2.clone().requires_grad_(),
+             p3 = torch::zeros({2}, torch::kFloat64).requires_grad_();  // never used
+        const auto [a, b] = shard_range(global, r, 2);
+        stats[r] = {0.0, static_cast<double>(b - a)};
+        if (b > a) {
+          auto loss = torch::nn::functional::cross_entropy(forward(x.slice(0, a, b), p1, p2), y.slice(0, a, b));
+          stats[r][0] = loss.item<double>() * static_cast<double>(b - a);
+          loss.backward();
+        }
+        sync_gradients(comm, {p1, p2, p3}, b - a, global, stats[r]);
+        got1[r] = p1.grad();
+        got2[r] = p2.grad();
+        unused[r] = p3.grad();
+      } catch (const std::exception& e) {
+        errors[r] = e.what();
+      }
+    };
+    std::thread t0(rank, 0), t1(rank, 1);
+    t0.join();
+    t1.join();
+    ASSERT_EQ(errors[0], "");
+    ASSERT_EQ(errors[1], "");
+    torch::Tensor e1, e2;
+    double loss_sum = 0;
+    if (global == 7) {
+      e1 = r1.grad(), e2 = r2.grad();
+      loss_sum = torch::nn::functional::cross_entropy(forward(x, w1, w2), y).item<double>() * 7;
+    } else {
+      auto q1 = w1.clone().requires_grad_(), q2 = w2.clone().requires_grad_();
+      auto loss = torch::nn::functional::cross_entropy(forward(x.slice(0, 0, 1), q1, q2), y.slice(0, 0, 1));
+      loss.backward();
+      e1 = q1.grad(), e2 = q2.grad();
+      loss_sum = loss.item<double>();
+    }
+    for (int r = 0; r < 2; ++r) {
+      ASSERT_TRUE(got1[r].defined()) << "rank " << r << ", batch " << global;
+      EXPECT_TRUE(torch::allclose(got1[r], e1, 1e-12, 1e-14)) << "rank " << r << ", batch " << global;
+      EXPECT_TRUE(torch::allclose(got2[r], e2, 1e-12, 1e-14)) << "rank " << r << ", batch " << global;
+      EXPECT_FALSE(unused[r].defined());
+      EXPECT_NEAR(stats[r][0], loss_sum, 1e-12);
+      EXPECT_EQ(stats[r][1], static_cast<double>(global));
+    }
+    EXPECT_TRUE(torch::equal(got1[0], got1[1]));  // bit-identical on both ranks
+    fs::remove_all(store);
+  }
 }

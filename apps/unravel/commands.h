@@ -3,6 +3,9 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <functional>
+#include <string>
+
 namespace unravel {
 struct ExperimentInput;  // train/run.h
 }
@@ -21,5 +24,14 @@ void add_repro_command(CLI::App& app);
 // --run DIR | --model NAME (+ --shortcut) and --data: where an experiment command gets its
 // network and data. --seed is left to the command (it seeds more than the weights).
 void add_network_source_flags(CLI::App* c, ExperimentInput& in);
+
+// main() records its arguments: `train --nproc N` starts the other ranks with the same ones.
+void set_command_line(int argc, char** argv);
+// Starts ranks 1..nproc-1 as child processes (output in DIR/rank-R.log), then calls
+// rank0(threads per rank, store) in this process. Threads (0 = all cores) are shared out among
+// the ranks. A child that fails stops all ranks with one line naming its log; an exception
+// from rank0 kills the children and is rethrown.
+void launch_local_ranks(int nproc, int threads, const std::string& dir,
+                        const std::function<void(int threads_per_rank, const std::string& store)>& rank0);
 
 }  // namespace unravel::cli

@@ -12,6 +12,7 @@ std::string first_line(const std::string& s) { return s.substr(0, s.find('\n'));
 }  // namespace
 
 int main(int argc, char** argv) {
+  unravel::cli::set_command_line(argc, argv);
   CLI::App app{"unravel: train residual networks and take them apart as ensembles of paths"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "unravel 0.1.0");

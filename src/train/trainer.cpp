@@ -15,6 +15,7 @@
 #include "data/dataset.h"
 #include "models/network.h"
 #include "train/checkpoint.h"
+#include "train/distributed.h"
 #include "train/evaluate.h"
 #include "train/run.h"
 
@@ -53,7 +54,8 @@ json TrainOptions::to_json() const {
           {"threads", threads},
           {"device", device},
           {"log_every", log_every},
-          {"eval_batch_size", eval_batch_size}};
+          {"eval_batch_size", eval_batch_size},
+          {"world_size", world_size}};
 }
 
 TrainOptions TrainOptions::from_json(const json& j) {
@@ -69,7 +71,7 @@ TrainOptions TrainOptions::from_json(const json& j) {
   get("active_blocks", o.active_blocks); get("active_test", o.active_test); get("augment", o.augment);
   get("train_subset", o.train_subset); get("test_subset", o.test_subset); get("val_split", o.val_split);
   get("seed", o.seed); get("threads", o.threads); get("device", o.device); get("log_every", o.log_every);
-  get("eval_batch_size", o.eval_batch_size);
+  get("eval_batch_size", o.eval_batch_size); get("world_size", o.world_size);
   return o;
 }
 
@@ -245,9 +247,55 @@ std::vector<double> test_time_scales(const TrainOptions& o, int n_blocks) {
 // ----------------------------------------------------------------------------------------------
 // The run
 
+namespace {
+
+// Images [a, b) of a split (a view, no copy).
+data::Split slice_split(const data::Split& s, int64_t a, int64_t b) {
+  return {s.images.slice(0, a, b), s.labels.slice(0, a, b)};
+}
+
+// Every rank evaluates its shard of `split`; the counts are summed over ranks.
+Metrics evaluate_shared(Communicator& comm, models::Network& net, const Plan& plan, const data::Split& split,
+                        const data::Normalizer& norm, const EvalOptions& eo) {
+  if (comm.size() == 1) return evaluate(net, plan, split, norm, eo);
+  const auto [a, b] = shard_range(split.size(), comm.rank(), comm.size());
+  Metrics m = evaluate(net, plan, slice_split(split, a, b), norm, eo);
+  const size_t k = m.class_n.size();
+  torch::Tensor t = torch::zeros({static_cast<int64_t>(4 + 2 * k)}, torch::kFloat64);
+  auto v = t.accessor<double, 1>();
+  v[0] = static_cast<double>(m.n), v[1] = static_cast<double>(m.correct), v[2] = static_cast<double>(m.correct5);
+  v[3] = m.loss_sum;
+  for (size_t c = 0; c < k; ++c) v[4 + c] = static_cast<double>(m.class_n[c]), v[4 + k + c] = static_cast<double>(m.class_correct[c]);
+  comm.allreduce_sum(t);
+  m.n = std::llround(v[0]), m.correct = std::llround(v[1]), m.correct5 = std::llround(v[2]), m.loss_sum = v[3];
+  for (size_t c = 0; c < k; ++c) m.class_n[c] = std::llround(v[4 + c]), m.class_correct[c] = std::llround(v[4 + k + c]);
+  return m;
+}
+
+// Batch-norm running statistics averaged over ranks (each saw its own shards), counters from
+// rank 0: afterwards every rank holds the same buffers, and rank 0 checkpoints them.
+void average_buffers(Communicator& comm, models::Network& net) {
+  if (comm.size() == 1) return;
+  torch::NoGradGuard ng;
+  for (auto& b : net->buffers()) {
+    if (b.is_floating_point()) {
+      comm.allreduce_sum(b);
+      b.div_(comm.size());
+    } else {
+      comm.broadcast(b, 0);
+    }
+  }
+}
+
+}  // namespace
+
 TrainSummary train(const TrainOptions& opts_in) {
   TrainOptions o = opts_in;
   check_options(o);
+  const DistributedOptions dist{o.world_size, o.rank, o.store};
+  check_distributed_options(dist);
+  const bool root = o.rank == 0;  // writes the run directory and prints progress
+  if (!root) o.quiet = true;
   setup_compute(o.threads);
   const torch::Device device = parse_device(o.device);
   const std::string dir = o.out, cfg_path = dir + "/config.json", ckpt_path = dir + "/checkpoint.pt",
@@ -291,6 +339,8 @@ TrainSummary train(const TrainOptions& opts_in) {
   net->set_residual_scales(test_time_scales(o, n));
   net->to(device);
   Sgd sgd(net, o);
+  std::vector<torch::Tensor> params = net->parameters();
+  Communicator comm(dist);  // waits for every rank
 
   int start_epoch = 0;
   if (path_exists(ckpt_path)) {
@@ -298,10 +348,10 @@ TrainSummary train(const TrainOptions& opts_in) {
     load_network_state(net, ck, ckpt_path);
     sgd.load(ck, device);
     start_epoch = static_cast<int>(ck.at("epoch").item<int64_t>());
-    truncate_metrics(metrics_path, start_epoch);
+    if (root) truncate_metrics(metrics_path, start_epoch);
     if (!o.quiet)
       std::cerr << fmt::format("[train] resuming {} from epoch {} of {}\n", dir, start_epoch, o.epochs);
-  } else {
+  } else if (root) {
     make_dirs(dir);
     truncate_metrics(metrics_path, 0);
   }
@@ -327,10 +377,11 @@ TrainSummary train(const TrainOptions& opts_in) {
               {"sizes", {{"train", train_split.size()}, {"val", val_split.size()}, {"test", test_split.size()}}},
               {"versions", info},
               {"threads", torch::get_num_threads()},
+              {"world_size", o.world_size},
               {"device", device.str()},
               {"created", previous.value("created", iso_time_now())},
               {"updated", iso_time_now()}};
-  write_json_atomic(cfg_path, cfg);
+  if (root) write_json_atomic(cfg_path, cfg);
 
   TrainSummary summary;
   json prev_summary = path_exists(summary_path) ? read_json_file(summary_path) : json::object();
@@ -344,7 +395,8 @@ TrainSummary train(const TrainOptions& opts_in) {
     return summary;
   }
 
-  JsonlWriter metrics(metrics_path);
+  std::unique_ptr<JsonlWriter> metrics;
+  if (root) metrics = std::make_unique<JsonlWriter>(metrics_path);
   EvalOptions eo;
   eo.batch_size = o.eval_batch_size;
   eo.device = device;
@@ -389,25 +441,35 @@ TrainSummary train(const TrainOptions& opts_in) {
           extras[l].residual_mask = torch::tensor(m).to(device);
         }
       }
-      auto x = batch.images.to(device), y = batch.labels.to(device);
-      auto logits = net->forward(x, plan, extras.empty() ? nullptr : &extras);
-      auto loss = torch::nn::functional::cross_entropy(logits, y);
-      const double loss_v = loss.item<double>();
+      // This rank's shard of the mini-batch (all of it with one process); sampled plans and
+      // per-image masks were drawn for the whole batch, identically on every rank.
+      const int64_t b = batch.labels.size(0);
+      const auto [first, last] = shard_range(b, comm.rank(), comm.size());
+      for (auto& e : extras) e.residual_mask = e.residual_mask.slice(0, first, last);
+      sgd.zero_grad();
+      std::vector<double> stats{0.0, 0.0};  // summed loss, correct answers (over the whole batch, after sync)
+      if (last > first) {
+        auto x = batch.images.slice(0, first, last).to(device), y = batch.labels.slice(0, first, last).to(device);
+        auto logits = net->forward(x, plan, extras.empty() ? nullptr : &extras);
+        auto loss = torch::nn::functional::cross_entropy(logits, y);
+        stats[0] = loss.item<double>() * static_cast<double>(last - first);
+        stats[1] = static_cast<double>(logits.argmax(1).eq(y).sum().item<int64_t>());
+        loss.backward();
+      }
+      sync_gradients(comm, params, last - first, b, stats);
+      const double loss_v = stats[0] / static_cast<double>(b);
       if (!std::isfinite(loss_v))
         throw UserError(fmt::format("loss became {} at epoch {} step {} (lr {}); stopped. The last good checkpoint "
                                     "(epoch {}) is kept in {}: try a lower --lr or --warmup",
                                     loss_v, epoch, step, lr, epoch - 1, dir));
-      sgd.zero_grad();
-      loss.backward();
       sgd.step(lr);
-      const int64_t b = y.size(0);
-      loss_sum += loss_v * b;
-      correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+      loss_sum += stats[0];
+      correct += std::llround(stats[1]);
       seen += b;
       images_done += b;
       const double el = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-      if (step % o.log_every == 0) {
-        metrics.write({{"type", "step"}, {"epoch", epoch}, {"step", step}, {"loss", loss_v}, {"lr", lr},
+      if (root && step % o.log_every == 0) {
+        metrics->write({{"type", "step"}, {"epoch", epoch}, {"step", step}, {"loss", loss_v}, {"lr", lr},
                        {"train_error", 1.0 - static_cast<double>(correct) / seen}, {"images_per_s", seen / el}});
       }
       progress.update(images_done, fmt::format("epoch {}/{} step {}/{} loss {:.4f} err {:.2f}%", epoch, o.epochs, step,
@@ -418,8 +480,9 @@ TrainSummary train(const TrainOptions& opts_in) {
     const double train_s = std::chrono::duration<double>(Clock::now() - epoch_start).count();
     train_seconds_total += train_s;
 
+    average_buffers(comm, net);
     const auto eval_start = Clock::now();
-    Metrics test = evaluate(net, net->default_plan(), test_split, norm, eo);
+    Metrics test = evaluate_shared(comm, net, net->default_plan(), test_split, norm, eo);
     const double eval_s = std::chrono::duration<double>(Clock::now() - eval_start).count();
     json rec = {{"type", "epoch"},
                 {"epoch", epoch},
@@ -434,18 +497,20 @@ TrainSummary train(const TrainOptions& opts_in) {
                 {"data_share", data_s / train_s},
                 {"seconds", train_s}};
     if (val_split.size() > 0) {
-      Metrics val = evaluate(net, net->default_plan(), val_split, norm, eo);
+      Metrics val = evaluate_shared(comm, net, net->default_plan(), val_split, norm, eo);
       rec["val_error"] = val.top1_error();
       if (val.top1_error() < summary.best_val_error) {
         summary.best_val_error = val.top1_error();
         summary.best_val_epoch = epoch;
       }
     }
-    metrics.write(rec);
-    TensorMap ck = network_state(net);
-    sgd.save(ck);
-    ck["epoch"] = torch::tensor(static_cast<int64_t>(epoch));
-    save_tensors_atomic(ckpt_path, ck);
+    if (root) {
+      metrics->write(rec);
+      TensorMap ck = network_state(net);
+      sgd.save(ck);
+      ck["epoch"] = torch::tensor(static_cast<int64_t>(epoch));
+      save_tensors_atomic(ckpt_path, ck);
+    }
 
     summary.epochs_done = epoch;
     summary.test_error = test.top1_error();
@@ -464,14 +529,14 @@ TrainSummary train(const TrainOptions& opts_in) {
       s["best_val_epoch"] = summary.best_val_epoch;
     }
     if (o.active_blocks > 0) {  // both test-time conventions of short-path training
-      Metrics all = evaluate(net, Plan::intact(n), test_split, norm, eo);
+      Metrics all = evaluate_shared(comm, net, Plan::intact(n), test_split, norm, eo);
       Plan scaled = Plan::intact(n);
       for (auto& st : scaled.steps()) st.residual_scale = static_cast<double>(o.active_blocks) / n;
-      Metrics sc = evaluate(net, scaled, test_split, norm, eo);
+      Metrics sc = evaluate_shared(comm, net, scaled, test_split, norm, eo);
       s["active_test_error"] = {{"scaled", sc.top1_error()}, {"all", all.top1_error()}, {"default", o.active_test}};
     }
     summary.json = s;
-    write_json_atomic(summary_path, s);
+    if (root) write_json_atomic(summary_path, s);
     if (!o.quiet)
       std::cerr << fmt::format("[train] epoch {}/{}: train loss {:.4f}, test error {:.2f}%{}, {:.0f} images/s, "
                                "data {:.1f}% of the step\n",
@@ -479,7 +544,7 @@ TrainSummary train(const TrainOptions& opts_in) {
                                rec.contains("val_error") ? fmt::format(", val error {:.2f}%", 100.0 * rec["val_error"].get<double>()) : "",
                                seen / train_s, 100.0 * data_s / train_s);
   }
-  progress.finish();
+  if (!o.quiet) progress.finish();
   summary.seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
   return summary;
 }

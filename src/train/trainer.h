@@ -44,6 +44,12 @@ struct TrainOptions {
   bool quiet = false;                       ///< no progress lines on stderr
   int stop_after = 0;                       ///< stop after this many epochs in this call (0 = run to
                                             ///< `epochs`); the same command later resumes the run
+  // Data-parallel training (train/distributed.h): every rank runs this with the same options
+  // but its own rank; each takes a contiguous shard of every mini-batch (--batch-size is the
+  // global batch), gradients are averaged by all-reduce, rank 0 writes the run directory.
+  int world_size = 1;                       ///< processes training together
+  int rank = 0;                             ///< this process
+  std::string store;                        ///< where the ranks meet: file:PATH | tcp:HOST:PORT
 
   nlohmann::json to_json() const;
   static TrainOptions from_json(const nlohmann::json& j);

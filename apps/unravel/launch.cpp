@@ -1,0 +1,185 @@
+// --nproc N: data-parallel training on one machine. Ranks 1..N-1 are this program again (fork +
+// exec of the same command line with --world-size/--rank/--store), rank 0 is this process. A
+// rank that fails stops the others: a watchdog reaps the children, and each child dies with its
+// parent (PR_SET_PDEATHSIG), so no rank is left waiting in a collective.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "commands.h"
+#include "core/errors.h"
+#include "core/util.h"
+
+namespace unravel::cli {
+
+namespace {
+
+std::vector<std::string>& command_line() {
+  static std::vector<std::string> args;
+  return args;
+}
+
+// The command line without the flags a rank gets its own values of.
+std::vector<std::string> rank_arguments() {
+  const std::vector<std::string>& all = command_line();
+  std::vector<std::string> out;
+  for (size_t i = 1; i < all.size(); ++i) {
+    const std::string& a = all[i];
+    if (a == "--nproc" || a == "--threads") {
+      ++i;  // and its value
+      continue;
+    }
+    if (a.rfind("--nproc=", 0) == 0 || a.rfind("--threads=", 0) == 0) continue;
+    out.push_back(a);
+  }
+  return out;
+}
+
+struct Child {
+  int rank = 0;
+  pid_t pid = -1;
+  int status = 0;
+  bool done = false;
+  std::string log;
+};
+
+std::string describe(int status) {
+  if (WIFEXITED(status)) return fmt::format("exited with status {}", WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return fmt::format("was killed by signal {}", WTERMSIG(status));
+  return "stopped";
+}
+
+}  // namespace
+
+void set_command_line(int argc, char** argv) {
+  command_line().assign(argv, argv + argc);
+}
+
+void launch_local_ranks(int nproc, int threads, const std::string& dir,
+                        const std::function<void(int, const std::string&)>& rank0) {
+  if (nproc < 1) throw UserError(fmt::format("--nproc must be at least 1, got {}", nproc));
+  if (threads < 0) throw UserError(fmt::format("--threads must be >= 0 (0 = all cores), got {}", threads));
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int per_rank = std::max(1, (threads > 0 ? threads : cores) / nproc);
+  make_dirs(dir);
+  const std::string store_path = fmt::format("{}/.c10d-store-{}", dir, ::getpid());
+  std::remove(store_path.c_str());
+  const std::string store = "file:" + store_path;
+
+  std::vector<Child> children;
+  auto kill_all = [&children] {
+    for (auto& c : children)
+      if (!c.done) ::kill(c.pid, SIGKILL);
+  };
+  for (int r = 1; r < nproc; ++r) {
+    Child c;
+    c.rank = r;
+    c.log = fmt::format("{}/rank-{}.log", dir, r);
+    std::vector<std::string> args{"/proc/self/exe"};
+    for (auto& a : rank_arguments()) args.push_back(a);
+    for (const std::string& a : {std::string("--threads"), std::to_string(per_rank), std::string("--world-size"),
+                                 std::to_string(nproc), std::string("--rank"), std::to_string(r),
+                                 std::string("--store"), store})
+      args.push_back(a);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+      kill_all();
+      throw UserError(fmt::format("--nproc {}: cannot start rank {}: fork failed", nproc, r));
+    }
+    if (pid == 0) {  // the child: die with the parent, output to its log, become the program again
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      const int fd = ::open(c.log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd >= 0) {
+        ::dup2(fd, 1);
+        ::dup2(fd, 2);
+        ::close(fd);
+      }
+      ::execv("/proc/self/exe", argv.data());
+      std::fprintf(stderr, "unravel: exec of rank %d failed\n", r);
+      ::_exit(127);
+    }
+    c.pid = pid;
+    children.push_back(c);
+  }
+
+  // The watchdog reaps children; while rank 0 still trains, a failed child stops everything.
+  std::mutex mu;
+  std::atomic<bool> main_done{false};
+  std::thread watchdog([&] {
+    for (;;) {
+      bool all_done = true;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        for (auto& c : children) {
+          if (c.done) continue;
+          int st = 0;
+          if (::waitpid(c.pid, &st, WNOHANG) == c.pid) {
+            c.done = true;
+            c.status = st;
+            if (st != 0 && !main_done) {
+              std::fprintf(stderr, "unravel: error: rank %d of %d %s; see %s\n", c.rank, nproc,
+                           describe(st).c_str(), c.log.c_str());
+              kill_all();
+              std::remove(store_path.c_str());
+              ::_exit(1);
+            }
+          }
+          all_done = all_done && c.done;
+        }
+      }
+      if (all_done) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+
+  try {
+    rank0(per_rank, store);
+  } catch (...) {
+    // Rank 0 failed. If a child died first, that is the cause to report (rank 0 then only saw
+    // a closed connection); give the watchdog a moment to reap it.
+    std::string cause;
+    for (int i = 0; i < 10 && cause.empty(); ++i) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        for (auto& c : children) {
+          int st = 0;
+          if (!c.done && ::waitpid(c.pid, &st, WNOHANG) == c.pid) c.done = true, c.status = st;
+          if (c.done && c.status != 0 && cause.empty())
+            cause = fmt::format("rank {} of {} {}; see {}", c.rank, nproc, describe(c.status), c.log);
+        }
+        if (!cause.empty() || i == 9) {
+          main_done = true;
+          kill_all();
+        }
+      }
+      if (cause.empty() && i < 9) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    watchdog.join();
+    std::remove(store_path.c_str());
+    if (!cause.empty()) throw UserError(cause);
+    throw;
+  }
+  main_done = true;
+  watchdog.join();
+  std::remove(store_path.c_str());
+  for (const auto& c : children)
+    if (c.status != 0)
+      throw UserError(fmt::format("rank {} of {} {}; see {}", c.rank, nproc, describe(c.status), c.log));
+}
+
+}  // namespace unravel::cli
