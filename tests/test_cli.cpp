@@ -219,3 +219,34 @@ TEST(Cli, TrainWithTwoProcesses) {
   expect_user_error("train --model preresnet8 --data synthetic --nproc 0 --out " + dir, "--nproc");
   fs::remove_all(dir);
 }
+
+// A lesion sweep shared by two local ranks (test images split, recalibrations dealt out) counts
+// exactly what one process counts, plan by plan.
+TEST(Cli, LesionWithTwoProcessesCountsTheSame) {
+  const std::string dir = tmp("lesion_run");
+  Result t = run("train --model preresnet14 --data synthetic:train=512,test=90,size=12,classes=4 --epochs 1 "
+                 "--batch-size 64 --lr 0.1 --threads 1 --quiet --out " + dir);
+  ASSERT_EQ(t.code, 0) << t.err;
+  const std::string net = "--run " + dir + " --single --swap-random 1:1 --samples 2 --recalibrate-bn 2 --quiet";
+  const std::string one = tmp("lesion1") + ".json", two = tmp("lesion2") + ".json";
+  Result a = run("lesion " + net + " --threads 1 --json " + one);
+  ASSERT_EQ(a.code, 0) << a.err;
+  Result b = run("lesion " + net + " --threads 2 --nproc 2 --json " + two);
+  if (b.code != 0 && b.err.find("no c10d Gloo") != std::string::npos) GTEST_SKIP() << b.err;
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_EQ(a.out.substr(0, a.out.rfind("plans on")), b.out.substr(0, b.out.rfind("plans on")));  // same table
+  const json ja = read_json(one), jb = read_json(two);
+  EXPECT_EQ(jb["world_size"], 2);
+  EXPECT_EQ(ja["baseline"]["correct"], jb["baseline"]["correct"]);
+  EXPECT_EQ(jb["baseline"]["n"], 90);
+  ASSERT_EQ(ja["plans"].size(), jb["plans"].size());
+  ASSERT_EQ(ja["plans"].size(), 8u);  // 6 single deletions + 2 swaps
+  for (size_t p = 0; p < ja["plans"].size(); ++p) {
+    EXPECT_EQ(ja["plans"][p]["plan"], jb["plans"][p]["plan"]);
+    EXPECT_EQ(ja["plans"][p]["correct"], jb["plans"][p]["correct"]) << p;
+    EXPECT_EQ(ja["plans"][p]["recalibrated"]["correct"], jb["plans"][p]["recalibrated"]["correct"]) << p;
+  }
+  fs::remove(one);
+  fs::remove(two);
+  fs::remove_all(dir);
+}

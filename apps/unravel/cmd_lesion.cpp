@@ -4,6 +4,9 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -28,6 +31,8 @@ struct LesionCli {
   bool no_fold = false;
   bool quiet = false;
   std::string json, csv;
+  int nproc = 1;
+  DistributedOptions dist;
 };
 
 const char* kFooter = R"(Sweeps (several may be combined; all plans are evaluated in one engine run):
@@ -63,8 +68,10 @@ void run_lesion_command(const LesionCli& c) {
   o.engine.engine(lesion::parse_engine(c.engine)).batch_size(c.batch_size);
   if (c.batch_size < 1) throw UserError(fmt::format("--batch-size must be at least 1, got {}", c.batch_size));
   o.fold = !c.no_fold;
-  if (!c.quiet) o.engine.progress("lesion");
+  const bool root = c.dist.rank == 0;  // prints and writes the results
+  if (!c.quiet && root) o.engine.progress("lesion");
   const torch::Device device = parse_device(c.device);
+  check_distributed_options(c.dist);
   setup_compute(c.threads);
 
   Experiment ex = load_experiment(c.input);
@@ -75,11 +82,14 @@ void run_lesion_command(const LesionCli& c) {
   const auto lesions = lesion::generate_lesions(o, net->default_plan(), blocks);
   const data::Split test = data::take_subset(ex.dataset.test, c.test_subset);
   if (test.size() == 0) throw UserError("the test set is empty");
-  if (!c.quiet)
-    std::cerr << fmt::format("[lesion] {} ({} blocks), {} plans + baseline, {} test images, {} engine, {} threads\n",
-                             net->spec().name, net->num_blocks(), lesions.size(), test.size(),
-                             c.engine, at::get_num_threads());
-  const auto r = lesion::run_lesion(net, lesions, test, ex.dataset.train, ex.loaded.norm, o);
+  if (!c.quiet && root)
+    std::cerr << fmt::format("[lesion] {} ({} blocks), {} plans + baseline, {} test images, {} engine, {} threads{}\n",
+                             net->spec().name, net->num_blocks(), lesions.size(), test.size(), c.engine,
+                             at::get_num_threads(),
+                             c.dist.world_size > 1 ? fmt::format(" x {} ranks", c.dist.world_size) : "");
+  Communicator comm(c.dist);
+  const auto r = lesion::run_lesion(net, lesions, test, ex.dataset.train, ex.loaded.norm, o, &comm);
+  if (!root) return;
 
   std::cout << lesion::to_table(r, blocks);
   std::cout << fmt::format("\n{} plans on {} images in {} ({} engine: {}, {:.1f} GFLOP/s)\n",
@@ -94,6 +104,7 @@ void run_lesion_command(const LesionCli& c) {
     j["test_n"] = test.size();
     j["seed"] = c.lesion.seed;
     j["threads"] = at::get_num_threads();
+    j["world_size"] = c.dist.world_size;
     j["device"] = device.str();
     j["build"] = build_info();
     write_json_atomic(c.json, j);
@@ -124,6 +135,11 @@ void add_lesion_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--threads", c->threads, "CPU threads (0: all cores)")->capture_default_str();
   sub->add_option("--device", c->device, "auto | cpu | cuda")->capture_default_str();
+  sub->add_option("--nproc", c->nproc, "N processes on this machine share the test images (c10d Gloo); --threads are shared out")
+      ->capture_default_str();
+  sub->add_option("--world-size", c->dist.world_size, "processes in all, each started with its --rank")->capture_default_str();
+  sub->add_option("--rank", c->dist.rank, "this process, 0..world-size-1 (rank 0 writes the results)")->capture_default_str();
+  sub->add_option("--store", c->dist.store, "where ranks meet: file:PATH (shared, new) or tcp:HOST:PORT");
   sub->add_option("--engine", c->engine, "prefix (shared prefixes once) or reference (one forward per plan)")
       ->capture_default_str();
   sub->add_flag("--no-fold", c->no_fold, "evaluate without folding batch-norm into the convolutions");
@@ -134,7 +150,19 @@ void add_lesion_command(CLI::App& app) {
   sub->footer(kFooter);
   sub->callback([c] {
     c->input.seed = c->lesion.seed;
-    run_lesion_command(*c);
+    if (c->nproc == 1) return run_lesion_command(*c);
+    if (c->dist.world_size != 1 || c->dist.rank != 0 || !c->dist.store.empty())
+      throw UserError("--nproc starts its own ranks: drop --world-size, --rank and --store");
+    // Rank logs and the store in a directory of their own, removed when all went well.
+    const std::string dir = (std::filesystem::temp_directory_path() /
+                             fmt::format("unravel-lesion-{}", ::getpid())).string();
+    launch_local_ranks(c->nproc, c->threads, dir, [&](int threads, const std::string& store) {
+      LesionCli mine = *c;
+      mine.threads = threads;
+      mine.dist = {c->nproc, 0, store};
+      run_lesion_command(mine);
+    });
+    std::filesystem::remove_all(dir);
   });
 }
 

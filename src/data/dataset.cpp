@@ -560,6 +560,10 @@ Split take_subset(const Split& s, int64_t n) {
   return Split{s.images.narrow(0, 0, n), s.labels.narrow(0, 0, n)};
 }
 
+Split slice_split(const Split& s, int64_t begin, int64_t end) {
+  return Split{s.images.slice(0, begin, end), s.labels.slice(0, begin, end)};
+}
+
 void split_validation(const Split& train, int64_t n_val, uint64_t seed, Split& train_out,
                       Split& val) {
   const int64_t n = train.size();

@@ -47,6 +47,8 @@ Dataset load_dataset(const DataSpec& spec);
 
 // First n examples (n <= 0 or n >= size: all). Deterministic.
 Split take_subset(const Split& s, int64_t n);
+// Examples [begin, end) (a view, no copy), e.g. one rank's shard.
+Split slice_split(const Split& s, int64_t begin, int64_t end);
 // Held-out validation: the last `n_val` examples of a seeded permutation of train go to
 // `val`, the rest to `train_out` (both keep the original order). Deterministic in seed.
 // n_val <= 0: no validation set (val empty); n_val >= train size: UserError.

@@ -46,8 +46,9 @@ std::vector<Lesion> generate_lesions(const LesionOptions& o, const Plan& base,
 
 LesionResult run_lesion(const models::Network& net, const std::vector<Lesion>& lesions,
                         const data::Split& test, const data::Split& train,
-                        const data::Normalizer& norm, const LesionOptions& o) {
+                        const data::Normalizer& norm, const LesionOptions& o, Communicator* comm) {
   const auto t0 = std::chrono::steady_clock::now();
+  const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
   LesionResult r;
   r.base = net->default_plan();
   r.lesions = lesions;
@@ -57,7 +58,24 @@ LesionResult run_lesion(const models::Network& net, const std::vector<Lesion>& l
   models::Network ev = make_eval_copy(net, o.fold, o.channels_last);
   EngineOptions eo = o.engine;
   eo.channels_last(o.channels_last);
-  auto metrics = evaluate_plans(ev, plans, test, norm, eo, &r.stats);
+  const auto [first, last] = shard_range(test.size(), rank, world);
+  auto metrics = evaluate_plans(ev, plans, data::slice_split(test, first, last), norm, eo, &r.stats);
+  if (comm) {
+    std::vector<Metrics*> all;
+    for (auto& m : metrics) all.push_back(&m);
+    allreduce_metrics(*comm, all);
+    // Work summed over ranks; the time stays rank 0's, so GFLOP/s is that of all ranks together.
+    auto& st = r.stats;
+    torch::Tensor w = torch::tensor({static_cast<double>(st.images), static_cast<double>(st.batches),
+                                     static_cast<double>(st.stem_evaluations), static_cast<double>(st.residual_evaluations),
+                                     static_cast<double>(st.shortcut_evaluations), static_cast<double>(st.head_evaluations),
+                                     st.flops}, torch::kFloat64);
+    comm->allreduce_sum(w);
+    auto v = w.accessor<double, 1>();
+    st.images = std::llround(v[0]), st.batches = std::llround(v[1]), st.stem_evaluations = std::llround(v[2]);
+    st.residual_evaluations = std::llround(v[3]), st.shortcut_evaluations = std::llround(v[4]);
+    st.head_evaluations = std::llround(v[5]), st.flops = v[6];
+  }
   r.baseline = metrics[0];
   r.metrics.assign(metrics.begin() + 1, metrics.end());
 
@@ -65,23 +83,32 @@ LesionResult run_lesion(const models::Network& net, const std::vector<Lesion>& l
     const auto batches = recalibration_batches(train, norm, o.recalibrate_bn, o.recalibrate_batch_size, o.seed);
     EngineOptions one = eo;
     one.progress("").on_logits(nullptr);
-    std::unordered_map<std::string, Metrics> done;  // equal plans are recalibrated once
+    // Equal plans are recalibrated once; the distinct ones are dealt out to the ranks in turn.
+    std::unordered_map<std::string, size_t> distinct;
+    std::vector<size_t> slot(plans.size());
+    for (size_t p = 0; p < plans.size(); ++p)
+      slot[p] = distinct.emplace(plans[p].str(), distinct.size()).first->second;
+    std::vector<Metrics> rec(distinct.size(), Metrics(net->options().num_classes_));
+    std::vector<bool> done(distinct.size(), false);
     Progress progress("recalibrate-bn", static_cast<int64_t>(plans.size()), "plans");
-    std::vector<Metrics> rec;
     for (size_t p = 0; p < plans.size(); ++p) {
-      const std::string key = plans[p].str();
-      auto it = done.find(key);
-      if (it == done.end()) {
+      const size_t d = slot[p];
+      if (!done[d] && static_cast<int>(d % static_cast<size_t>(world)) == rank) {
         models::Network cal = recalibrated_copy(net, plans[p], batches);
         models::Network cal_ev = make_eval_copy(cal, o.fold, o.channels_last);
-        it = done.emplace(key, evaluate_plans(cal_ev, {plans[p]}, test, norm, one)[0]).first;
+        rec[d] = evaluate_plans(cal_ev, {plans[p]}, test, norm, one)[0];
       }
-      rec.push_back(it->second);
+      done[d] = true;
       if (!o.engine.progress_.empty()) progress.update(static_cast<int64_t>(p + 1));
     }
     if (!o.engine.progress_.empty()) progress.finish();
-    r.baseline_recalibrated = rec[0];
-    r.recalibrated.assign(rec.begin() + 1, rec.end());
+    if (comm) {  // each plan's counts come from the one rank that computed them
+      std::vector<Metrics*> all;
+      for (auto& m : rec) all.push_back(&m);
+      allreduce_metrics(*comm, all);
+    }
+    r.baseline_recalibrated = rec[slot[0]];
+    for (size_t p = 1; p < plans.size(); ++p) r.recalibrated.push_back(rec[slot[p]]);
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;

@@ -13,6 +13,7 @@
 #include "lesion/engine.h"
 #include "lesion/sweeps.h"
 #include "models/network.h"
+#include "train/distributed.h"
 #include "train/evaluate.h"
 
 namespace unravel::lesion {
@@ -51,9 +52,14 @@ struct LesionResult {
 // Evaluates the baseline and every lesion on `test` with one engine run (on an evaluation copy;
 // `net` is not modified), then, when o.recalibrate_bn > 0, each plan again on its own copy with
 // batch-norm statistics recomputed on training batches of `train`.
+// With a communicator of several ranks (all calling this with the same arguments), each rank
+// runs the engine on its shard of the test images and recalibrates its share of the distinct
+// plans (on all test images); every rank returns the whole result. Engine statistics count
+// the work of all ranks over rank 0's time.
 LesionResult run_lesion(const models::Network& net, const std::vector<Lesion>& lesions,
                         const data::Split& test, const data::Split& train,
-                        const data::Normalizer& norm, const LesionOptions& o);
+                        const data::Normalizer& norm, const LesionOptions& o,
+                        Communicator* comm = nullptr);
 
 // Mean / sample std / min / max / median of the top-1 error per (sweep, kind, k), in order of
 // first appearance; with "recalibrated" statistics when present.

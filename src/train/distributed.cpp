@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 
 #include "core/errors.h"
@@ -190,6 +191,29 @@ void sync_gradients(Communicator& comm, const std::vector<Tensor>& params, int64
     if (param.grad().defined()) param.mutable_grad().copy_(g);
     else param.mutable_grad() = g.clone();
     off += k;
+  }
+}
+
+void allreduce_metrics(Communicator& comm, std::vector<Metrics*> metrics) {
+  if (comm.size() == 1 || metrics.empty()) return;
+  int64_t len = 0;
+  for (const Metrics* m : metrics) len += 4 + 2 * static_cast<int64_t>(m->class_n.size());
+  Tensor t = torch::zeros({len}, torch::kFloat64);
+  auto v = t.accessor<double, 1>();
+  int64_t i = 0;
+  for (const Metrics* m : metrics) {
+    v[i++] = static_cast<double>(m->n), v[i++] = static_cast<double>(m->correct);
+    v[i++] = static_cast<double>(m->correct5), v[i++] = m->loss_sum;
+    for (size_t c = 0; c < m->class_n.size(); ++c)
+      v[i++] = static_cast<double>(m->class_n[c]), v[i++] = static_cast<double>(m->class_correct[c]);
+  }
+  comm.allreduce_sum(t);
+  i = 0;
+  for (Metrics* m : metrics) {
+    m->n = std::llround(v[i++]), m->correct = std::llround(v[i++]);
+    m->correct5 = std::llround(v[i++]), m->loss_sum = v[i++];
+    for (size_t c = 0; c < m->class_n.size(); ++c)
+      m->class_n[c] = std::llround(v[i++]), m->class_correct[c] = std::llround(v[i++]);
   }
 }
 

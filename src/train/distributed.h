@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "train/evaluate.h"
+
 namespace unravel {
 
 struct DistributedOptions {
@@ -62,5 +64,9 @@ std::pair<int64_t, int64_t> shard_range(int64_t global, int rank, int world);
 // over ranks in the same call.
 void sync_gradients(Communicator& comm, const std::vector<torch::Tensor>& params, int64_t shard,
                     int64_t global, std::vector<double>& stats);
+
+// Sums the counts of `metrics` (n, correct, loss, per class) over ranks, in one all-reduce:
+// metrics of disjoint shards of a test set become the metrics of the whole set.
+void allreduce_metrics(Communicator& comm, std::vector<Metrics*> metrics);
 
 }  // namespace unravel

@@ -249,26 +249,13 @@ std::vector<double> test_time_scales(const TrainOptions& o, int n_blocks) {
 
 namespace {
 
-// Images [a, b) of a split (a view, no copy).
-data::Split slice_split(const data::Split& s, int64_t a, int64_t b) {
-  return {s.images.slice(0, a, b), s.labels.slice(0, a, b)};
-}
-
 // Every rank evaluates its shard of `split`; the counts are summed over ranks.
 Metrics evaluate_shared(Communicator& comm, models::Network& net, const Plan& plan, const data::Split& split,
                         const data::Normalizer& norm, const EvalOptions& eo) {
   if (comm.size() == 1) return evaluate(net, plan, split, norm, eo);
   const auto [a, b] = shard_range(split.size(), comm.rank(), comm.size());
-  Metrics m = evaluate(net, plan, slice_split(split, a, b), norm, eo);
-  const size_t k = m.class_n.size();
-  torch::Tensor t = torch::zeros({static_cast<int64_t>(4 + 2 * k)}, torch::kFloat64);
-  auto v = t.accessor<double, 1>();
-  v[0] = static_cast<double>(m.n), v[1] = static_cast<double>(m.correct), v[2] = static_cast<double>(m.correct5);
-  v[3] = m.loss_sum;
-  for (size_t c = 0; c < k; ++c) v[4 + c] = static_cast<double>(m.class_n[c]), v[4 + k + c] = static_cast<double>(m.class_correct[c]);
-  comm.allreduce_sum(t);
-  m.n = std::llround(v[0]), m.correct = std::llround(v[1]), m.correct5 = std::llround(v[2]), m.loss_sum = v[3];
-  for (size_t c = 0; c < k; ++c) m.class_n[c] = std::llround(v[4 + c]), m.class_correct[c] = std::llround(v[4 + k + c]);
+  Metrics m = evaluate(net, plan, data::slice_split(split, a, b), norm, eo);
+  allreduce_metrics(comm, {&m});
   return m;
 }
 
