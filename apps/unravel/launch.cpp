@@ -123,23 +123,27 @@ void launch_local_ranks(int nproc, int threads, const std::string& dir,
   std::thread watchdog([&] {
     for (;;) {
       bool all_done = true;
+      const Child* failed = nullptr;
       {
         std::lock_guard<std::mutex> lock(mu);
         for (auto& c : children) {
-          if (c.done) continue;
           int st = 0;
-          if (::waitpid(c.pid, &st, WNOHANG) == c.pid) {
-            c.done = true;
-            c.status = st;
-            if (st != 0 && !main_done) {
-              std::fprintf(stderr, "unravel: error: rank %d of %d %s; see %s\n", c.rank, nproc,
-                           describe(st).c_str(), c.log.c_str());
-              kill_all();
-              std::remove(store_path.c_str());
-              ::_exit(1);
-            }
-          }
+          if (!c.done && ::waitpid(c.pid, &st, WNOHANG) == c.pid) c.done = true, c.status = st;
+          if (c.done && c.status != 0 && !failed) failed = &c;
           all_done = all_done && c.done;
+        }
+      }
+      if (failed && !main_done) {
+        // Rank 0 may be failing alike (the same bad input, a NaN loss): its own message is the
+        // better one, so give it a second to finish before stopping everything from here.
+        for (int i = 0; i < 20 && !main_done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        std::lock_guard<std::mutex> lock(mu);
+        if (!main_done) {
+          std::fprintf(stderr, "unravel: error: rank %d of %d %s; see %s\n", failed->rank, nproc,
+                       describe(failed->status).c_str(), failed->log.c_str());
+          kill_all();
+          std::remove(store_path.c_str());
+          ::_exit(1);
         }
       }
       if (all_done) return;
@@ -147,13 +151,22 @@ void launch_local_ranks(int nproc, int threads, const std::string& dir,
     }
   });
 
+  auto stop_children = [&] {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      main_done = true;
+      kill_all();
+    }
+    watchdog.join();
+    std::remove(store_path.c_str());
+  };
   try {
     rank0(per_rank, store);
-  } catch (...) {
-    // Rank 0 failed. If a child died first, that is the cause to report (rank 0 then only saw
-    // a closed connection); give the watchdog a moment to reap it.
+  } catch (const PeerError&) {
+    // Rank 0 lost its peers: the cause is a child that failed first; give the watchdog's
+    // bookkeeping a moment to see it, then report that child instead.
     std::string cause;
-    for (int i = 0; i < 10 && cause.empty(); ++i) {
+    for (int i = 0; i < 20 && cause.empty(); ++i) {
       {
         std::lock_guard<std::mutex> lock(mu);
         for (auto& c : children) {
@@ -162,16 +175,14 @@ void launch_local_ranks(int nproc, int threads, const std::string& dir,
           if (c.done && c.status != 0 && cause.empty())
             cause = fmt::format("rank {} of {} {}; see {}", c.rank, nproc, describe(c.status), c.log);
         }
-        if (!cause.empty() || i == 9) {
-          main_done = true;
-          kill_all();
-        }
       }
-      if (cause.empty() && i < 9) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (cause.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    watchdog.join();
-    std::remove(store_path.c_str());
+    stop_children();
     if (!cause.empty()) throw UserError(cause);
+    throw;
+  } catch (...) {  // rank 0's own error (the ranks failing alike, e.g. a NaN loss, report it too)
+    stop_children();
     throw;
   }
   main_done = true;

@@ -11,4 +11,11 @@ class UserError : public std::runtime_error {
   explicit UserError(const std::string& message) : std::runtime_error(message) {}
 };
 
+// A collective operation of data-parallel work failed: most likely another rank stopped, and
+// that rank's own error is the one to report when it is known (see apps/unravel/launch.cpp).
+class PeerError : public UserError {
+ public:
+  explicit PeerError(const std::string& message) : UserError(message) {}
+};
+
 }  // namespace unravel

@@ -110,7 +110,7 @@ void collective(int rank, int size, const char* what, F&& f) {
     f();
   } catch (const std::exception& e) {
     const std::string m = e.what();
-    throw UserError(fmt::format("data-parallel rank {} of {}: {} failed, did another rank stop? ({})", rank, size,
+    throw PeerError(fmt::format("data-parallel rank {} of {}: {} failed, did another rank stop? ({})", rank, size,
                                 what, m.substr(0, m.find('\n'))));
   }
 }
