@@ -110,6 +110,15 @@ TEST(Cli, HelpForEveryCommand) {
   }
 }
 
+TEST(Cli, VersionNamesTheBuild) {
+  Result r = run("--version");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_EQ(r.out.rfind("unravel ", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find("(git "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("libtorch "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("c10d Gloo"), std::string::npos) << r.out;
+}
+
 TEST(Cli, BadInputGivesOneLineAndExitOne) {
   expect_user_error("train --model preresnet20 --data fashion-mnist:/no/such/dir --out " + tmp("x"), "/no/such/dir");
   expect_user_error("info --model resnet21", "resnet21");

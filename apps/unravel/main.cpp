@@ -1,11 +1,15 @@
 // unravel: train residual networks and take them apart as ensembles of paths.
 #include <torch/torch.h>
 
+#include <fmt/format.h>
+
 #include <cstdio>
 #include <iostream>
 
 #include "commands.h"
 #include "core/errors.h"
+#include "core/util.h"
+#include "train/distributed.h"
 
 namespace {
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
@@ -15,7 +19,13 @@ int main(int argc, char** argv) {
   unravel::cli::set_command_line(argc, argv);
   CLI::App app{"unravel: train residual networks and take them apart as ensembles of paths"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "unravel 0.1.0");
+  app.set_version_flag("--version", [] {
+    const auto b = unravel::build_info();
+    return fmt::format("unravel {} (git {})\nlibtorch {}, data-parallel (c10d Gloo): {}, CUDA: {}",
+                       b["unravel"].get<std::string>(), b["git_commit"].get<std::string>(), TORCH_VERSION,
+                       unravel::Communicator::available() ? "yes" : "no",
+                       torch::cuda::is_available() ? "available" : "not available");
+  });
   unravel::cli::add_info_command(app);
   unravel::cli::add_train_command(app);
   unravel::cli::add_eval_command(app);
