@@ -70,8 +70,8 @@ void run_lesion_command(const LesionCli& c) {
   o.fold = !c.no_fold;
   const bool root = c.dist.rank == 0;  // prints and writes the results
   if (!c.quiet && root) o.engine.progress("lesion");
-  const torch::Device device = parse_device(c.device);
   check_distributed_options(c.dist);
+  const torch::Device device = rank_device(parse_device(c.device), c.dist.rank, c.dist.world_size);
   setup_compute(c.threads);
 
   Experiment ex = load_experiment(c.input);

@@ -46,6 +46,12 @@ void check_distributed_options(const DistributedOptions& o) {
   if (o.timeout_s < 1) throw UserError(fmt::format("distributed timeout must be >= 1 s, got {}", o.timeout_s));
 }
 
+torch::Device rank_device(torch::Device d, int rank, int world_size) {
+  if (!d.is_cuda() || world_size == 1) return d;
+  const int gpus = static_cast<int>(torch::cuda::device_count());
+  return gpus > 0 ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(rank % gpus)) : d;
+}
+
 std::pair<int64_t, int64_t> shard_range(int64_t global, int rank, int world) {
   return {global * rank / world, global * (rank + 1) / world};
 }

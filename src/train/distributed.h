@@ -53,6 +53,10 @@ class Communicator {
   int rank_ = 0, size_ = 1;
 };
 
+// The device of a rank: for CUDA with several ranks, GPU rank mod the GPUs present (ranks
+// numbered machine by machine); otherwise `d` itself.
+torch::Device rank_device(torch::Device d, int rank, int world_size);
+
 // Images [begin, end) of a global batch of `global` images that rank `rank` of `world` takes:
 // contiguous, sizes differ by at most one, in rank order.
 std::pair<int64_t, int64_t> shard_range(int64_t global, int rank, int world);

@@ -284,7 +284,7 @@ TrainSummary train(const TrainOptions& opts_in) {
   const bool root = o.rank == 0;  // writes the run directory and prints progress
   if (!root) o.quiet = true;
   setup_compute(o.threads);
-  const torch::Device device = parse_device(o.device);
+  const torch::Device device = rank_device(parse_device(o.device), o.rank, o.world_size);
   const std::string dir = o.out, cfg_path = dir + "/config.json", ckpt_path = dir + "/checkpoint.pt",
                     metrics_path = dir + "/metrics.jsonl", summary_path = dir + "/summary.json";
 
