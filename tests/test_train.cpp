@@ -259,6 +259,7 @@ TEST(Distributed, BadOptionsNameTheFlag) {
   EXPECT_NE(message({2, 0, ""}).find("--store"), std::string::npos);
   EXPECT_NE(message({2, 0, "tcp:host"}).find("tcp:HOST:PORT"), std::string::npos);
   EXPECT_NE(message({2, 0, "tcp:host:99999"}).find("--store"), std::string::npos);
+  EXPECT_NE(message({2, 0, "file:/no/such/dir/store"}).find("/no/such/dir"), std::string::npos);
   EXPECT_EQ(message({2, 1, "tcp:localhost:29500"}), "");
   EXPECT_EQ(message({1, 0, ""}), "");
 }

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 
 #include "core/errors.h"
 #include "core/util.h"
@@ -32,6 +33,11 @@ void check_distributed_options(const DistributedOptions& o) {
   if (!file && !tcp)
     throw UserError(fmt::format("--store '{}': expected file:PATH or tcp:HOST:PORT (needed with --world-size {})",
                                 o.store, o.world_size));
+  if (file) {  // c10d's FileStore would retry opening a file in a missing directory until the timeout
+    const std::filesystem::path parent = std::filesystem::absolute(o.store.substr(5)).parent_path();
+    if (!std::filesystem::is_directory(parent))
+      throw UserError(fmt::format("--store '{}': directory {} does not exist", o.store, parent.string()));
+  }
   if (tcp) {
     const std::string hp = o.store.substr(4);
     const auto colon = hp.rfind(':');
