@@ -208,7 +208,9 @@ TEST(Cli, TrainWithTwoProcesses) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(lines(r.out), 1) << r.out;
   EXPECT_TRUE(fs::exists(dir + "/rank-1.log"));
-  EXPECT_EQ(slurp(dir + "/rank-1.log"), "");  // quiet: only rank 0 reports
+  const std::string log1 = slurp(dir + "/rank-1.log");  // only rank 0 reports progress
+  EXPECT_EQ(lines(log1), 1) << log1;
+  EXPECT_EQ(log1.rfind("[train] rank 1 of 2: joining", 0), 0u) << log1;
   for (const auto& f : fs::directory_iterator(dir))
     EXPECT_EQ(f.path().filename().string().find(".c10d-store"), std::string::npos) << "store file left behind";
   EXPECT_EQ(read_json(dir + "/config.json")["world_size"], 2);

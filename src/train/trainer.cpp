@@ -327,6 +327,9 @@ TrainSummary train(const TrainOptions& opts_in) {
   net->to(device);
   Sgd sgd(net, o);
   std::vector<torch::Tensor> params = net->parameters();
+  if (dist.world_size > 1 && !opts_in.quiet)
+    std::cerr << fmt::format("[train] rank {} of {}: joining the others at {} (gives up after {} s)\n", dist.rank,
+                             dist.world_size, dist.store, dist.timeout_s);
   Communicator comm(dist);  // waits for every rank
 
   int start_epoch = 0;
