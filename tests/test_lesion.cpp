@@ -5,11 +5,13 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
 
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "core/errors.h"
 #include "core/util.h"
@@ -607,4 +609,93 @@ TEST(LesionCli, SingleSweepWritesJsonAndCsv) {
   EXPECT_EQ(sum, 8 * 48);
   const std::string csv = read_text_file(dir + "lesion_cli.csv");
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 10);
+}
+
+// An interrupted sweep continues from its progress file: the engine skips the batches already
+// counted, recalibration skips the plans already done, and the result equals an uninterrupted
+// run exactly (the same counts, the same summed loss). A file written for another sweep (other
+// weights) is not used. The file is gone when the sweep is done.
+TEST(LesionStudy, InterruptedSweepResumes) {
+  Network net = make_net("preresnet14", 9);
+  randomize_batchnorm(net, 4);
+  const auto test = make_split(96, 3), train = make_split(64, 4);
+  const auto norm = data::Normalizer::fit(train.images);
+  LesionOptions o;
+  o.single = true;
+  o.recalibrate_bn = 1;
+  o.recalibrate_batch_size = 16;
+  o.engine.batch_size(16);  // 6 batches
+  const auto ls = generate_lesions(o, net->default_plan(), net->block_infos());
+  const LesionResult whole = run_lesion(net, ls, test, train, norm, o);
+
+  const std::string file = (std::filesystem::temp_directory_path() /
+                            fmt::format("unravel_lesion_progress_{}.json", ::getpid())).string();
+  std::remove(file.c_str());
+  struct Stop {};
+  LesionOptions p = o;
+  p.progress_file = file;
+  p.progress_interval_s = 0;  // write after every batch
+  int batches_seen = 0;
+  p.engine.on_logits([&](size_t plan, int64_t first, const Tensor&) {
+    if (plan == 0 && ++batches_seen == 4) throw Stop{};  // interrupted in batch 4
+  });
+  EXPECT_THROW(run_lesion(net, ls, test, train, norm, p), Stop);
+  ASSERT_TRUE(std::filesystem::exists(file));
+  EXPECT_EQ(read_json_file(file)["engine_done"], 48);  // 3 batches of 16 were counted
+
+  batches_seen = 0;
+  std::vector<int64_t> firsts;
+  p.engine.on_logits([&](size_t plan, int64_t first, const Tensor&) {
+    if (plan == 0) firsts.push_back(first);
+  });
+  const LesionResult resumed = run_lesion(net, ls, test, train, norm, p);
+  EXPECT_EQ(firsts, (std::vector<int64_t>{48, 64, 80}));  // only the batches left
+  EXPECT_FALSE(std::filesystem::exists(file));
+  auto same = [](const Metrics& a, const Metrics& b) {
+    return a.n == b.n && a.correct == b.correct && a.correct5 == b.correct5 && a.loss_sum == b.loss_sum &&
+           a.class_correct == b.class_correct;
+  };
+  EXPECT_TRUE(same(resumed.baseline, whole.baseline));
+  ASSERT_EQ(resumed.metrics.size(), whole.metrics.size());
+  for (size_t i = 0; i < whole.metrics.size(); ++i) {
+    EXPECT_TRUE(same(resumed.metrics[i], whole.metrics[i])) << i;
+    EXPECT_TRUE(same(resumed.recalibrated[i], whole.recalibrated[i])) << i;
+  }
+
+  // Recalibrated plans recorded in the file are taken from it: a file that says plan
+  // "delete=2" recalibrated to 7 correct of 96 is believed (same key), and nothing else changes.
+  p.engine.on_logits(nullptr);
+  {
+    LesionOptions q = p;
+    int n = 0;
+    q.engine.on_logits([&](size_t, int64_t, const Tensor&) {
+      if (++n == 2 * 7) throw Stop{};  // stop in the engine's second batch (7 plans a batch)
+    });
+    EXPECT_THROW(run_lesion(net, ls, test, train, norm, q), Stop);
+  }
+  auto j = read_json_file(file);
+  Metrics fake(10);
+  fake.n = 96, fake.correct = 7;
+  j["recalibrated"]["delete=2"] = fake.counts();
+  write_json_atomic(file, j);
+  const LesionResult trusted = run_lesion(net, ls, test, train, norm, p);
+  EXPECT_EQ(trusted.recalibrated[1].correct, 7);
+  EXPECT_TRUE(same(trusted.recalibrated[0], whole.recalibrated[0]));
+  EXPECT_TRUE(same(trusted.metrics[3], whole.metrics[3]));
+
+  // other weights: the file is not used
+  {
+    LesionOptions q = p;
+    int n = 0;
+    q.engine.on_logits([&](size_t, int64_t, const Tensor&) {
+      if (++n == 2 * 7) throw Stop{};
+    });
+    EXPECT_THROW(run_lesion(net, ls, test, train, norm, q), Stop);
+  }
+  Network other = make_net("preresnet14", 10);
+  testing::internal::CaptureStderr();
+  const LesionResult fresh = run_lesion(other, ls, test, train, norm, p);
+  EXPECT_NE(testing::internal::GetCapturedStderr().find("another sweep"), std::string::npos);
+  EXPECT_EQ(fresh.baseline.n, 96);
+  EXPECT_FALSE(std::filesystem::exists(file));
 }

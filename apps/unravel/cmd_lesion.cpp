@@ -55,7 +55,10 @@ Every plan starts from the network's default plan (its test-time residual scales
   (kind intact, k 0); blocks are space-separated; k of custom plans = steps that differ.
 --recalibrate-bn N: per plan, batch-norm statistics recomputed as the cumulative average over
   N batches of 128 training images (shuffled by --seed, not augmented) on a fresh copy of the
-  weights, then evaluated; reported beside the plain result as "recalibrated".)";
+  weights, then evaluated; reported beside the plain result as "recalibrated".
+Interrupted sweeps: with --json or --csv, progress is kept in FILE.partial (every 10 s and after
+each recalibrated plan); the same command continues from it when the network, plans, images and
+options are the same, and removes it when done (one process; not with --nproc).)";
 
 void run_lesion_command(const LesionCli& c) {
   if (c.input.run_dir.empty() && c.input.model.empty())
@@ -68,6 +71,9 @@ void run_lesion_command(const LesionCli& c) {
   o.engine.engine(lesion::parse_engine(c.engine)).batch_size(c.batch_size);
   if (c.batch_size < 1) throw UserError(fmt::format("--batch-size must be at least 1, got {}", c.batch_size));
   o.fold = !c.no_fold;
+  // An interrupted sweep continues from OUT.partial next to its results (one process only).
+  if (c.dist.world_size == 1 && (!c.json.empty() || !c.csv.empty()))
+    o.progress_file = (c.json.empty() ? c.csv : c.json) + ".partial";
   const bool root = c.dist.rank == 0;  // prints and writes the results
   if (!c.quiet && root) o.engine.progress("lesion");
   check_distributed_options(c.dist);

@@ -204,6 +204,14 @@ std::vector<Metrics> evaluate_plans(models::Network& net, const std::vector<Plan
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t num_classes = net->options().num_classes_;
   std::vector<Metrics> metrics(plans.size(), Metrics(num_classes));
+  int64_t start = 0;
+  if (opts.resume_first_ > 0) {
+    if (opts.resume_metrics_.size() != plans.size() || opts.resume_first_ % opts.batch_size_ != 0 ||
+        opts.resume_first_ > split.size())
+      throw UserError("the progress file does not fit this sweep (plans, batch size or images differ)");
+    start = opts.resume_first_;
+    metrics = opts.resume_metrics_;
+  }
   const bool was_training = net->is_training();
   net->eval();
   const torch::Device device = net->parameters().front().device();
@@ -222,11 +230,11 @@ std::vector<Metrics> evaluate_plans(models::Network& net, const std::vector<Plan
   const int64_t n = split.size();
   std::unique_ptr<Progress> progress;
   if (!opts.progress_.empty())
-    progress = std::make_unique<Progress>(opts.progress_, n, "img");
+    progress = std::make_unique<Progress>(opts.progress_, n - start, "img");  // this call's images
   {
     torch::InferenceMode guard;
     Walker walker{net, trie, opts, metrics};
-    for (int64_t a = 0; a < n; a += opts.batch_size_) {
+    for (int64_t a = start; a < n; a += opts.batch_size_) {
       const int64_t b = std::min(n, a + opts.batch_size_);
       Tensor x = norm.apply(split.images.slice(0, a, b)).to(device);  // (B, C, H, W)
       if (opts.channels_last_) x = x.contiguous(at::MemoryFormat::ChannelsLast);
@@ -251,7 +259,8 @@ std::vector<Metrics> evaluate_plans(models::Network& net, const std::vector<Plan
       }
       st.batches += 1;
       st.images += b - a;
-      if (progress) progress->update(b, fmt::format("{} plans, {} engine", plans.size(), engine_name(opts.engine_)));
+      if (progress) progress->update(b - start, fmt::format("{} plans, {} engine", plans.size(), engine_name(opts.engine_)));
+      if (opts.on_batch_) opts.on_batch_(b, metrics);
     }
   }
   if (progress) progress->finish(fmt::format("{} plans, {} engine", plans.size(), engine_name(opts.engine_)));

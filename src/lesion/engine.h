@@ -63,12 +63,26 @@ struct EngineOptions {
     on_logits_ = std::move(f);
     return *this;
   }
+  /// resume: start at image `first` (a multiple of the batch size) with these metrics per plan
+  EngineOptions& resume_from(int64_t first, std::vector<Metrics> metrics) {
+    resume_first_ = first;
+    resume_metrics_ = std::move(metrics);
+    return *this;
+  }
+  /// called after every batch with the images done and the metrics so far (for progress files)
+  EngineOptions& on_batch(std::function<void(int64_t done, const std::vector<Metrics>&)> f) {
+    on_batch_ = std::move(f);
+    return *this;
+  }
 
   Engine engine_ = Engine::Prefix;
   int64_t batch_size_ = 250;
   bool channels_last_ = false;
   std::string progress_;
   std::function<void(size_t, int64_t, const torch::Tensor&)> on_logits_;
+  int64_t resume_first_ = 0;
+  std::vector<Metrics> resume_metrics_;
+  std::function<void(int64_t, const std::vector<Metrics>&)> on_batch_;
 };
 
 // What an engine run computed, summed over batches (per image for the FLOP model).

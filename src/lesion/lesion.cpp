@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <iostream>
 #include <map>
 #include <unordered_map>
 
@@ -44,6 +46,76 @@ std::vector<Lesion> generate_lesions(const LesionOptions& o, const Plan& base,
   return out;
 }
 
+namespace {
+
+// FNV-1a over the bytes of every parameter and buffer: the progress file belongs to these weights.
+std::string weights_fingerprint(const models::Network& net) {
+  uint64_t h = 1469598103934665603ULL;
+  auto feed = [&h](const torch::Tensor& t) {
+    const torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
+    const auto* p = static_cast<const unsigned char*>(c.data_ptr());
+    for (size_t i = 0, m = c.numel() * c.element_size(); i < m; ++i) h = (h ^ p[i]) * 1099511628211ULL;
+  };
+  for (const auto& t : net->parameters()) feed(t);
+  for (const auto& t : net->buffers()) feed(t);
+  return fmt::format("{:016x}", h);
+}
+
+// What a progress file must agree on to be continued.
+nlohmann::json progress_key(const models::Network& net, const std::vector<Plan>& plans, const data::Split& test,
+                            const LesionOptions& o) {
+  std::vector<std::string> texts;
+  for (const auto& p : plans) texts.push_back(p.str());
+  return {{"weights", weights_fingerprint(net)},
+          {"plans", texts},
+          {"images", test.size()},
+          {"labels_sum", test.size() ? test.labels.sum().item<int64_t>() : 0},
+          {"engine", engine_name(o.engine.engine_)},
+          {"batch_size", o.engine.batch_size_},
+          {"fold", o.fold},
+          {"channels_last", o.channels_last},
+          {"recalibrate_bn", o.recalibrate_bn},
+          {"recalibrate_batch_size", o.recalibrate_batch_size},
+          {"seed", o.seed}};
+}
+
+// The progress of a sweep: engine images done with the metrics so far, recalibrated plans.
+struct SweepProgress {
+  std::string path;
+  nlohmann::json key;
+  int64_t engine_done = 0;
+  std::vector<Metrics> engine;
+  std::map<std::string, Metrics> recalibrated;  ///< by plan text
+  double interval_s = 10;
+  std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+
+  void load() {
+    if (path.empty() || !path_exists(path)) return;
+    const nlohmann::json j = read_json_file(path);
+    if (j.value("key", nlohmann::json()) != key) {
+      std::cerr << fmt::format("[lesion] {} was written for another sweep: starting over\n", path);
+      return;
+    }
+    engine_done = j.at("engine_done").get<int64_t>();
+    for (const auto& m : j.at("engine")) engine.push_back(Metrics::from_counts(m));
+    for (const auto& [plan, m] : j.at("recalibrated").items()) recalibrated.emplace(plan, Metrics::from_counts(m));
+    std::cerr << fmt::format("[lesion] resuming from {}: {} of {} images done, {} plans recalibrated\n", path,
+                             engine_done, key["images"].get<int64_t>(), recalibrated.size());
+  }
+  void save(bool force) {
+    if (path.empty()) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (!force && std::chrono::duration<double>(now - last).count() < interval_s) return;
+    last = now;
+    nlohmann::json e = nlohmann::json::array(), r = nlohmann::json::object();
+    for (const auto& m : engine) e.push_back(m.counts());
+    for (const auto& [plan, m] : recalibrated) r[plan] = m.counts();
+    write_json_atomic(path, {{"key", key}, {"engine_done", engine_done}, {"engine", e}, {"recalibrated", r}}, -1);
+  }
+};
+
+}  // namespace
+
 LesionResult run_lesion(const models::Network& net, const std::vector<Lesion>& lesions,
                         const data::Split& test, const data::Split& train,
                         const data::Normalizer& norm, const LesionOptions& o, Communicator* comm) {
@@ -55,9 +127,23 @@ LesionResult run_lesion(const models::Network& net, const std::vector<Lesion>& l
   std::vector<Plan> plans{r.base};
   for (const auto& l : lesions) plans.push_back(l.plan);
 
+  SweepProgress saved;
+  if (!o.progress_file.empty() && world == 1) {
+    saved.path = o.progress_file;
+    saved.key = progress_key(net, plans, test, o);
+    saved.interval_s = o.progress_interval_s;
+    saved.load();
+  }
   models::Network ev = make_eval_copy(net, o.fold, o.channels_last);
   EngineOptions eo = o.engine;
   eo.channels_last(o.channels_last);
+  if (saved.engine_done > 0) eo.resume_from(saved.engine_done, saved.engine);
+  if (!saved.path.empty())
+    eo.on_batch([&saved, total = test.size()](int64_t done, const std::vector<Metrics>& m) {
+      saved.engine_done = done;
+      saved.engine = m;
+      saved.save(done == total);
+    });
   const auto [first, last] = shard_range(test.size(), rank, world);
   auto metrics = evaluate_plans(ev, plans, data::slice_split(test, first, last), norm, eo, &r.stats);
   if (comm) {
@@ -82,7 +168,7 @@ LesionResult run_lesion(const models::Network& net, const std::vector<Lesion>& l
   if (o.recalibrate_bn > 0) {
     const auto batches = recalibration_batches(train, norm, o.recalibrate_bn, o.recalibrate_batch_size, o.seed);
     EngineOptions one = eo;
-    one.progress("").on_logits(nullptr);
+    one.progress("").on_logits(nullptr).on_batch(nullptr).resume_from(0, {});
     // Equal plans are recalibrated once; the distinct ones are dealt out to the ranks in turn.
     std::unordered_map<std::string, size_t> distinct;
     std::vector<size_t> slot(plans.size());
@@ -94,9 +180,16 @@ LesionResult run_lesion(const models::Network& net, const std::vector<Lesion>& l
     for (size_t p = 0; p < plans.size(); ++p) {
       const size_t d = slot[p];
       if (!done[d] && static_cast<int>(d % static_cast<size_t>(world)) == rank) {
-        models::Network cal = recalibrated_copy(net, plans[p], batches);
-        models::Network cal_ev = make_eval_copy(cal, o.fold, o.channels_last);
-        rec[d] = evaluate_plans(cal_ev, {plans[p]}, test, norm, one)[0];
+        auto it = saved.recalibrated.find(plans[p].str());
+        if (it != saved.recalibrated.end()) {
+          rec[d] = it->second;
+        } else {
+          models::Network cal = recalibrated_copy(net, plans[p], batches);
+          models::Network cal_ev = make_eval_copy(cal, o.fold, o.channels_last);
+          rec[d] = evaluate_plans(cal_ev, {plans[p]}, test, norm, one)[0];
+          saved.recalibrated.emplace(plans[p].str(), rec[d]);
+          saved.save(false);
+        }
       }
       done[d] = true;
       if (!o.engine.progress_.empty()) progress.update(static_cast<int64_t>(p + 1));
@@ -110,6 +203,7 @@ LesionResult run_lesion(const models::Network& net, const std::vector<Lesion>& l
     r.baseline_recalibrated = rec[slot[0]];
     for (size_t p = 1; p < plans.size(); ++p) r.recalibrated.push_back(rec[slot[p]]);
   }
+  if (!saved.path.empty()) std::remove(saved.path.c_str());  // the sweep is done
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }

@@ -31,6 +31,11 @@ struct LesionOptions {
   bool fold = true;                  ///< fold batch-norm into the convolutions (--no-fold: off)
   bool channels_last = false;        ///< channels_last activations and weights
   EngineOptions engine;              ///< engine, batch size, progress label
+  /// Progress file (one process only; "" = none): a sweep that finds one written for the same
+  /// network, plans, images and options continues from it; it is rewritten atomically at most
+  /// every `progress_interval_s` during the sweep and removed when the sweep is done.
+  std::string progress_file;
+  double progress_interval_s = 10;
 };
 
 // The plans of every requested sweep, in the order single, delete-random, swap-random,

@@ -64,6 +64,22 @@ nlohmann::json Metrics::to_json() const {
           {"correct", correct},         {"n", n},                     {"per_class_error", per_class_error()}};
 }
 
+nlohmann::json Metrics::counts() const {
+  return {{"n", n},           {"correct", correct},    {"correct5", correct5},
+          {"loss_sum", loss_sum}, {"class_n", class_n}, {"class_correct", class_correct}};
+}
+
+Metrics Metrics::from_counts(const nlohmann::json& j) {
+  Metrics m(0);
+  m.n = j.at("n").get<int64_t>();
+  m.correct = j.at("correct").get<int64_t>();
+  m.correct5 = j.at("correct5").get<int64_t>();
+  m.loss_sum = j.at("loss_sum").get<double>();
+  m.class_n = j.at("class_n").get<std::vector<int64_t>>();
+  m.class_correct = j.at("class_correct").get<std::vector<int64_t>>();
+  return m;
+}
+
 Metrics evaluate(models::Network& net, const Plan& plan, const data::Split& split,
                  const data::Normalizer& norm, const EvalOptions& opts) {
   const bool was_training = net->is_training();

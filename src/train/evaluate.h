@@ -25,6 +25,10 @@ struct Metrics {
   std::vector<double> per_class_error() const;
   // {"top1_error","top5_error","loss","correct","n","per_class_error"}
   nlohmann::json to_json() const;
+  // The raw counts, exactly ({"n","correct","correct5","loss_sum","class_n","class_correct"}),
+  // and back: for progress files that a resumed run continues from.
+  nlohmann::json counts() const;
+  static Metrics from_counts(const nlohmann::json& j);
 };
 
 struct EvalOptions {
