@@ -155,14 +155,7 @@ void add_train_command(CLI::App& app) {
   c->add_flag("--quiet", o->quiet, "no progress lines");
   c->add_option("--stop-after", o->stop_after, "train this many epochs now and stop; the same command resumes")->capture_default_str();
   auto nproc = std::make_shared<int>(1);
-  c->add_option("--nproc", *nproc,
-                "data-parallel training in N processes on this machine (c10d Gloo); --threads are shared out")
-      ->capture_default_str();
-  c->add_option("--world-size", o->world_size, "data-parallel: processes in all (each started with its --rank)")
-      ->capture_default_str();
-  c->add_option("--rank", o->rank, "data-parallel: this process, 0..world-size-1 (rank 0 writes --out)")
-      ->capture_default_str();
-  c->add_option("--store", o->store, "data-parallel: where ranks meet, file:PATH (shared, new) or tcp:HOST:PORT");
+  add_data_parallel_flags(c, *nproc, o->dist, "the mini-batches");
   c->footer(R"(Data-parallel training: --batch-size is the global mini-batch; each rank takes a contiguous
 shard of it, gradients are averaged over ranks (c10d Gloo all-reduce), batch-norm statistics are
 per shard during training and averaged over ranks before each evaluation. With the same seed the
@@ -181,20 +174,11 @@ per rank with --world-size, --rank and --store tcp:HOST:PORT (HOST: the machine 
       }
     }
     TrainSummary s;
-    if (*nproc != 1) {
-      if (o->world_size != 1 || o->rank != 0 || !o->store.empty())
-        throw UserError("--nproc starts its own ranks: drop --world-size, --rank and --store");
-      if (o->out.empty()) throw UserError("--out DIR is required");
-      launch_local_ranks(*nproc, o->threads, o->out, [&](int threads, const std::string& store) {
-        o->threads = threads;
-        o->world_size = *nproc;
-        o->store = store;
-        s = train(*o);
-      });
-    } else {
+    run_as_ranks(*nproc, o->threads, o->dist, o->out, [&](int threads) {
+      o->threads = threads;
       s = train(*o);
-    }
-    if (o->rank != 0) return;  // rank 0 reports
+    });
+    if (o->dist.rank != 0) return;  // rank 0 reports
     std::cout << fmt::format("{}: {} epochs, test error {:.2f}%{}\n", o->out, s.epochs_done, 100.0 * s.test_error,
                              s.best_val_epoch > 0 ? fmt::format(", best validation error {:.2f}% (epoch {})",
                                                                 100.0 * s.best_val_error, s.best_val_epoch)

@@ -141,11 +141,7 @@ void add_lesion_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--threads", c->threads, "CPU threads (0: all cores)")->capture_default_str();
   sub->add_option("--device", c->device, "auto | cpu | cuda")->capture_default_str();
-  sub->add_option("--nproc", c->nproc, "N processes on this machine share the test images (c10d Gloo); --threads are shared out")
-      ->capture_default_str();
-  sub->add_option("--world-size", c->dist.world_size, "processes in all, each started with its --rank")->capture_default_str();
-  sub->add_option("--rank", c->dist.rank, "this process, 0..world-size-1 (rank 0 writes the results)")->capture_default_str();
-  sub->add_option("--store", c->dist.store, "where ranks meet: file:PATH (shared, new) or tcp:HOST:PORT");
+  add_data_parallel_flags(sub, c->nproc, c->dist, "the test images");
   sub->add_option("--engine", c->engine, "prefix (shared prefixes once) or reference (one forward per plan)")
       ->capture_default_str();
   sub->add_flag("--no-fold", c->no_fold, "evaluate without folding batch-norm into the convolutions");
@@ -156,19 +152,14 @@ void add_lesion_command(CLI::App& app) {
   sub->footer(kFooter);
   sub->callback([c] {
     c->input.seed = c->lesion.seed;
-    if (c->nproc == 1) return run_lesion_command(*c);
-    if (c->dist.world_size != 1 || c->dist.rank != 0 || !c->dist.store.empty())
-      throw UserError("--nproc starts its own ranks: drop --world-size, --rank and --store");
-    // Rank logs and the store in a directory of their own, removed when all went well.
+    // With --nproc: rank logs and the store in a directory of their own, removed when all went well.
     const std::string dir = (std::filesystem::temp_directory_path() /
                              fmt::format("unravel-lesion-{}", ::getpid())).string();
-    launch_local_ranks(c->nproc, c->threads, dir, [&](int threads, const std::string& store) {
-      LesionCli mine = *c;
-      mine.threads = threads;
-      mine.dist = {c->nproc, 0, store};
-      run_lesion_command(mine);
+    run_as_ranks(c->nproc, c->threads, c->dist, dir, [&](int threads) {
+      c->threads = threads;
+      run_lesion_command(*c);
     });
-    std::filesystem::remove_all(dir);
+    if (c->nproc != 1) std::filesystem::remove_all(dir);
   });
 }
 

@@ -7,7 +7,8 @@
 #include <string>
 
 namespace unravel {
-struct ExperimentInput;  // train/run.h
+struct ExperimentInput;     // train/run.h
+struct DistributedOptions;  // train/distributed_options.h
 }
 
 namespace unravel::cli {
@@ -33,5 +34,13 @@ void set_command_line(int argc, char** argv);
 // from rank0 kills the children and is rethrown.
 void launch_local_ranks(int nproc, int threads, const std::string& dir,
                         const std::function<void(int threads_per_rank, const std::string& store)>& rank0);
+
+// --nproc N (local ranks), or --world-size/--rank/--store (one rank of a group started by hand).
+// `work` says what the ranks share, e.g. "the mini-batches".
+void add_data_parallel_flags(CLI::App* c, int& nproc, DistributedOptions& dist, const std::string& work);
+// Runs body(threads) in this process: directly with nproc 1 (dist as given), else as rank 0 of
+// nproc local ranks started by launch_local_ranks (dist set to theirs; logs and store in DIR).
+void run_as_ranks(int nproc, int threads, DistributedOptions& dist, const std::string& dir,
+                  const std::function<void(int threads)>& body);
 
 }  // namespace unravel::cli

@@ -1,5 +1,7 @@
 // Flags shared by several subcommands.
 #include "commands.h"
+#include "core/errors.h"
+#include "train/distributed_options.h"
 #include "train/run.h"
 
 namespace unravel::cli {
@@ -9,6 +11,30 @@ void add_network_source_flags(CLI::App* c, ExperimentInput& in) {
   c->add_option("--model", in.model, "randomly initialised network of this name instead of --run (with --seed)");
   c->add_option("--shortcut", in.shortcut, "shortcut type of a --model network: A or B")->capture_default_str();
   c->add_option("--data", in.data_spec, "data set (default: the run's, else fashion-mnist)");
+}
+
+void add_data_parallel_flags(CLI::App* c, int& nproc, DistributedOptions& dist, const std::string& work) {
+  c->add_option("--nproc", nproc,
+                "data-parallel: N processes on this machine share " + work + " (c10d Gloo); --threads are shared out")
+      ->capture_default_str();
+  c->add_option("--world-size", dist.world_size, "data-parallel: processes in all, each started with its --rank")
+      ->capture_default_str();
+  c->add_option("--rank", dist.rank, "data-parallel: this process, 0..world-size-1 (rank 0 writes the results)")
+      ->capture_default_str();
+  c->add_option("--store", dist.store, "data-parallel: where ranks meet, file:PATH (shared, new) or tcp:HOST:PORT");
+}
+
+void run_as_ranks(int nproc, int threads, DistributedOptions& dist, const std::string& dir,
+                  const std::function<void(int threads)>& body) {
+  if (nproc == 1) return body(threads);
+  if (dist.world_size != 1 || dist.rank != 0 || !dist.store.empty())
+    throw UserError("--nproc starts its own ranks: drop --world-size, --rank and --store");
+  launch_local_ranks(nproc, threads, dir, [&](int per_rank, const std::string& store) {
+    dist.world_size = nproc;
+    dist.rank = 0;
+    dist.store = store;
+    body(per_rank);
+  });
 }
 
 }  // namespace unravel::cli

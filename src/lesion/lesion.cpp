@@ -102,11 +102,14 @@ struct SweepProgress {
     std::cerr << fmt::format("[lesion] resuming from {}: {} of {} images done, {} plans recalibrated\n", path,
                              engine_done, key["images"].get<int64_t>(), recalibrated.size());
   }
-  void save(bool force) {
-    if (path.empty()) return;
+  // Whether a write is due (always when forced); a due write must follow.
+  bool due(bool force) {
     const auto now = std::chrono::steady_clock::now();
-    if (!force && std::chrono::duration<double>(now - last).count() < interval_s) return;
+    if (!force && std::chrono::duration<double>(now - last).count() < interval_s) return false;
     last = now;
+    return true;
+  }
+  void save() {
     nlohmann::json e = nlohmann::json::array(), r = nlohmann::json::object();
     for (const auto& m : engine) e.push_back(m.counts());
     for (const auto& [plan, m] : recalibrated) r[plan] = m.counts();
@@ -140,9 +143,10 @@ LesionResult run_lesion(const models::Network& net, const std::vector<Lesion>& l
   if (saved.engine_done > 0) eo.resume_from(saved.engine_done, saved.engine);
   if (!saved.path.empty())
     eo.on_batch([&saved, total = test.size()](int64_t done, const std::vector<Metrics>& m) {
+      if (!saved.due(done == total)) return;  // copies and writes only when a write is due
       saved.engine_done = done;
       saved.engine = m;
-      saved.save(done == total);
+      saved.save();
     });
   const auto [first, last] = shard_range(test.size(), rank, world);
   auto metrics = evaluate_plans(ev, plans, data::slice_split(test, first, last), norm, eo, &r.stats);
@@ -188,7 +192,7 @@ LesionResult run_lesion(const models::Network& net, const std::vector<Lesion>& l
           models::Network cal_ev = make_eval_copy(cal, o.fold, o.channels_last);
           rec[d] = evaluate_plans(cal_ev, {plans[p]}, test, norm, one)[0];
           saved.recalibrated.emplace(plans[p].str(), rec[d]);
-          saved.save(false);
+          if (!saved.path.empty()) saved.save();  // each recalibrated plan is kept at once
         }
       }
       done[d] = true;

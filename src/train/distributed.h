@@ -1,10 +1,6 @@
 // Data-parallel training over libtorch's own c10d process groups (DESIGN.md "Beyond one
 // machine"): Gloo on CPU, no home-made transport. A Communicator is one rank's handle on the
 // group; with world size 1 it is a no-op and needs no c10d at all.
-//
-// Ranks meet through a store: "file:PATH" (a file every rank can reach: ranks on one machine or
-// a shared file system; PATH must not exist before the run) or "tcp:HOST:PORT" (rank 0 listens
-// on PORT; the others connect to HOST).
 #pragma once
 #include <torch/torch.h>
 
@@ -13,19 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "train/distributed_options.h"
 #include "train/evaluate.h"
 
 namespace unravel {
-
-struct DistributedOptions {
-  int world_size = 1;   ///< processes training together
-  int rank = 0;         ///< this process, 0..world_size-1; rank 0 writes the run directory
-  std::string store;    ///< file:PATH | tcp:HOST:PORT (required when world_size > 1)
-  int timeout_s = 900;  ///< a collective that waits longer than this fails (a rank died)
-};
-
-// Throws UserError naming --world-size / --rank / --store when they do not fit together.
-void check_distributed_options(const DistributedOptions& o);
 
 class Communicator {
  public:

@@ -55,7 +55,7 @@ json TrainOptions::to_json() const {
           {"device", device},
           {"log_every", log_every},
           {"eval_batch_size", eval_batch_size},
-          {"world_size", world_size}};
+          {"world_size", dist.world_size}};
 }
 
 TrainOptions TrainOptions::from_json(const json& j) {
@@ -71,7 +71,7 @@ TrainOptions TrainOptions::from_json(const json& j) {
   get("active_blocks", o.active_blocks); get("active_test", o.active_test); get("augment", o.augment);
   get("train_subset", o.train_subset); get("test_subset", o.test_subset); get("val_split", o.val_split);
   get("seed", o.seed); get("threads", o.threads); get("device", o.device); get("log_every", o.log_every);
-  get("eval_batch_size", o.eval_batch_size); get("world_size", o.world_size);
+  get("eval_batch_size", o.eval_batch_size); get("world_size", o.dist.world_size);
   return o;
 }
 
@@ -279,12 +279,12 @@ void average_buffers(Communicator& comm, models::Network& net) {
 TrainSummary train(const TrainOptions& opts_in) {
   TrainOptions o = opts_in;
   check_options(o);
-  const DistributedOptions dist{o.world_size, o.rank, o.store};
+  const DistributedOptions& dist = o.dist;
   check_distributed_options(dist);
-  const bool root = o.rank == 0;  // writes the run directory and prints progress
+  const bool root = dist.rank == 0;  // writes the run directory and prints progress
   if (!root) o.quiet = true;
   setup_compute(o.threads);
-  const torch::Device device = rank_device(parse_device(o.device), o.rank, o.world_size);
+  const torch::Device device = rank_device(parse_device(o.device), dist.rank, dist.world_size);
   const std::string dir = o.out, cfg_path = dir + "/config.json", ckpt_path = dir + "/checkpoint.pt",
                     metrics_path = dir + "/metrics.jsonl", summary_path = dir + "/summary.json";
 
@@ -367,7 +367,7 @@ TrainSummary train(const TrainOptions& opts_in) {
               {"sizes", {{"train", train_split.size()}, {"val", val_split.size()}, {"test", test_split.size()}}},
               {"versions", info},
               {"threads", torch::get_num_threads()},
-              {"world_size", o.world_size},
+              {"world_size", dist.world_size},
               {"device", device.str()},
               {"created", previous.value("created", iso_time_now())},
               {"updated", iso_time_now()}};

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/plan.h"
+#include "train/distributed_options.h"
 
 namespace unravel {
 
@@ -47,9 +48,7 @@ struct TrainOptions {
   // Data-parallel training (train/distributed.h): every rank runs this with the same options
   // but its own rank; each takes a contiguous shard of every mini-batch (--batch-size is the
   // global batch), gradients are averaged by all-reduce, rank 0 writes the run directory.
-  int world_size = 1;                       ///< processes training together
-  int rank = 0;                             ///< this process
-  std::string store;                        ///< where the ranks meet: file:PATH | tcp:HOST:PORT
+  DistributedOptions dist;                  ///< world size, this rank, where the ranks meet
 
   nlohmann::json to_json() const;
   static TrainOptions from_json(const nlohmann::json& j);
