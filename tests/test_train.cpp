@@ -77,7 +77,7 @@ TEST(Train, SurvivalProbabilitiesDecayLinearly) {
 // block active with rate k/n. Tolerance: 4.5 binomial standard deviations.
 TEST(Train, SampledPlanStatistics) {
   const int n = 12, draws = 20000;
-  std::mt19937_64 rng(5);
+  Rng rng(5);
   std::vector<int> kept(n, 0);
   for (int d = 0; d < draws; ++d) {
     Plan p = sample_stochastic_depth(n, 0.5, rng);

@@ -16,6 +16,7 @@
 #include <numeric>
 
 #include "core/errors.h"
+#include "core/random.h"
 
 namespace fs = std::filesystem;
 
@@ -23,66 +24,9 @@ namespace unravel::data {
 
 namespace {
 
-// ---------------------------------------------------------------------------------------------
-// Random numbers: our own generator, so that orders, augmentations and the synthetic set are
-// identical across libtorch versions, compilers and platforms (std::shuffle and the std
-// distributions are implementation-defined).
-
-uint64_t splitmix64(uint64_t& state) {
-  state += 0x9E3779B97F4A7C15ULL;
-  uint64_t z = state;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
-// Hash of (a, b): seeds independent streams, e.g. (seed, epoch).
-uint64_t mix(uint64_t a, uint64_t b) {
-  uint64_t s = a;
-  uint64_t h = splitmix64(s);
-  s = h ^ (b * 0xD1B54A32D192ED03ULL + 0x632BE59BD9B4E019ULL);
-  return splitmix64(s);
-}
-
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : state_(seed) {}
-  uint64_t next() { return splitmix64(state_); }
-  // Uniform integer in [0, n), n > 0 (rejection sampling: no modulo bias).
-  uint64_t below(uint64_t n) {
-    const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
-    uint64_t x;
-    do {
-      x = next();
-    } while (x >= limit);
-    return x % n;
-  }
-  int64_t between(int64_t lo, int64_t hi) {  // uniform in [lo, hi]
-    return lo + static_cast<int64_t>(below(static_cast<uint64_t>(hi - lo + 1)));
-  }
-  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
-  double normal() {                                                           // Box-Muller
-    const double u1 = 1.0 - uniform(), u2 = uniform();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
-  }
-
- private:
-  uint64_t state_;
-};
-
 // Streams used by this file (the second argument of mix with the user's seed).
 constexpr uint64_t kStreamShuffle = 1, kStreamAugment = 2, kStreamValSplit = 3,
                    kStreamSynthPrototypes = 4, kStreamSynthTrain = 5, kStreamSynthTest = 6;
-
-std::vector<int64_t> permutation(int64_t n, Rng& rng) {  // Fisher-Yates
-  std::vector<int64_t> p(static_cast<size_t>(n));
-  std::iota(p.begin(), p.end(), int64_t{0});
-  for (int64_t i = n - 1; i > 0; --i) {
-    const int64_t j = static_cast<int64_t>(rng.below(static_cast<uint64_t>(i + 1)));
-    std::swap(p[i], p[j]);
-  }
-  return p;
-}
 
 torch::Tensor to_long_tensor(const std::vector<int64_t>& v) {
   return torch::from_blob(const_cast<int64_t*>(v.data()), {static_cast<int64_t>(v.size())},
@@ -669,7 +613,7 @@ Loader::Loader(const Split& split, const Normalizer& norm, LoaderOptions opts, i
     for (auto& a : aug_) {
       a.dy = static_cast<int16_t>(rng.between(-opts_.pad, opts_.pad));
       a.dx = static_cast<int16_t>(rng.between(-opts_.pad, opts_.pad));
-      a.flip = opts_.flip && (rng.next() >> 63) != 0;
+      a.flip = opts_.flip && rng.coin();
     }
   }
 }

@@ -10,35 +10,10 @@
 #include <sstream>
 
 #include "core/errors.h"
+#include "core/random.h"
 #include "core/util.h"
 
 namespace unravel::lesion {
-
-// ---- random numbers ---------------------------------------------------------------------------
-
-namespace {
-uint64_t splitmix(uint64_t& x) {
-  uint64_t z = (x += 0x9E3779B97F4A7C15ULL);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-}  // namespace
-
-Rng::Rng(uint64_t seed, uint64_t stream) : state_(seed) {
-  uint64_t s = stream * 0xD1B54A32D192ED03ULL + 1;
-  state_ ^= splitmix(s);
-}
-
-uint64_t Rng::next() { return splitmix(state_); }
-
-uint64_t Rng::below(uint64_t n) {
-  const uint64_t limit = UINT64_MAX - UINT64_MAX % n;  // accept [0, limit): a multiple of n
-  uint64_t v;
-  do v = next();
-  while (v >= limit);
-  return v % n;
-}
 
 // ---- helpers ----------------------------------------------------------------------------------
 
@@ -135,7 +110,7 @@ std::vector<Lesion> random_deletions(const Plan& base, const std::vector<BlockIn
                                      int k_lo, int k_hi, int samples, uint64_t seed) {
   const int n = base.n_blocks();
   check_k(k_hi, n, "--delete-random", "blocks of the network");
-  Rng rng(seed, kStreamDelete);
+  Rng rng = Rng::stream(seed, kStreamDelete);
   std::vector<Lesion> out;
   for (int k = k_lo; k <= k_hi; ++k) {
     for (int s = 0; s < samples; ++s) {
@@ -159,7 +134,7 @@ std::vector<Lesion> random_swaps(const Plan& base, const std::vector<BlockInfo>&
   int max_pairs = 0;
   for (const auto& g : groups) max_pairs += static_cast<int>(g.size()) / 2;
   check_k(k_hi, max_pairs, "--swap-random", "disjoint pairs of same-shape blocks");
-  Rng rng(seed, kStreamSwap);
+  Rng rng = Rng::stream(seed, kStreamSwap);
   std::vector<Lesion> out;
   for (int k = k_lo; k <= k_hi; ++k) {
     for (int s = 0; s < samples; ++s) {
@@ -212,7 +187,7 @@ std::vector<Lesion> random_duplicates(const Plan& base, const std::vector<BlockI
   }
   check_k(k_hi, max_targets, "--duplicate-random",
           "positions that can take a copy of a same-shape block (each shape keeps one original)");
-  Rng rng(seed, kStreamDuplicate);
+  Rng rng = Rng::stream(seed, kStreamDuplicate);
   std::vector<Lesion> out;
   for (int k = k_lo; k <= k_hi; ++k) {
     for (int s = 0; s < samples; ++s) {

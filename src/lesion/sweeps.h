@@ -70,17 +70,4 @@ std::vector<Lesion> plans_from_text(const std::string& text, const std::string& 
 std::vector<Lesion> plans_from_file(const std::string& path, const Plan& base,
                                     const std::vector<BlockInfo>& blocks);
 
-// Deterministic generator (SplitMix64, one stream per sweep so that adding a sweep to a call
-// does not change the sets of another). The bounded draw is ours, so the sets do not depend on
-// the standard library's distributions.
-class Rng {
- public:
-  Rng(uint64_t seed, uint64_t stream);
-  uint64_t next();
-  uint64_t below(uint64_t n);  // uniform in [0, n), n > 0 (rejection, no modulo bias)
-
- private:
-  uint64_t state_;
-};
-
 }  // namespace unravel::lesion

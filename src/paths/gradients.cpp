@@ -11,11 +11,11 @@
 #include <map>
 #include <memory>
 #include <numeric>
-#include <random>
 #include <sstream>
 #include <stdexcept>
 
 #include "core/errors.h"
+#include "core/random.h"
 #include "core/util.h"
 #include "paths/path_counts.h"
 
@@ -25,6 +25,10 @@ namespace F = torch::nn::functional;
 using models::Network;
 
 namespace {
+
+// Random streams of this file: sampled path sets use stream k (the path length), the random
+// signs of the exact method this one.
+constexpr uint64_t kStreamSigns = 0x5167ULL;
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
@@ -36,25 +40,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 double sq_norm(const torch::Tensor& t) {
   if (!t.defined()) return 0.0;
   return t.detach().to(torch::kFloat64).pow(2).sum().item<double>();
-}
-
-// splitmix64: decorrelates seeds that differ in one field (seed, length, batch).
-uint64_t mix_seed(uint64_t a, uint64_t b) {
-  uint64_t z = a + 0x9E3779B97F4A7C15ULL * (b + 1);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
-// Uniform integer in [0, m) without modulo bias, the same on every standard library.
-uint64_t uniform_below(std::mt19937_64& rng, uint64_t m) {
-  const uint64_t limit = std::numeric_limits<uint64_t>::max() -
-                         std::numeric_limits<uint64_t>::max() % m;
-  uint64_t x;
-  do {
-    x = rng();
-  } while (x >= limit);
-  return x % m;
 }
 
 torch::Tensor mean_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
@@ -456,15 +441,10 @@ std::vector<std::vector<int>> sample_path_sets(int n, int k, int64_t count, uint
   for (int b = 1; b <= n; ++b)
     if (!std::binary_search(forced.begin(), forced.end(), b)) free.push_back(b);
   if (j < 0 || j > static_cast<int>(free.size())) return sets;
-  std::mt19937_64 rng(mix_seed(seed, static_cast<uint64_t>(k)));
+  Rng rng = Rng::stream(seed, static_cast<uint64_t>(k));
   sets.reserve(count);
   for (int64_t c = 0; c < count; ++c) {
-    std::vector<int> pool = free;  // partial Fisher-Yates: the first j are a uniform j-subset
-    for (int i = 0; i < j; ++i) {
-      const uint64_t pick = static_cast<uint64_t>(i) + uniform_below(rng, pool.size() - i);
-      std::swap(pool[i], pool[pick]);
-    }
-    std::vector<int> set(pool.begin(), pool.begin() + j);
+    std::vector<int> set = sample_without_replacement(free, j, rng);
     set.insert(set.end(), forced.begin(), forced.end());
     std::sort(set.begin(), set.end());
     sets.push_back(std::move(set));
@@ -551,7 +531,7 @@ GradientResult exact_gradients(Network& net, const torch::Tensor& images,
   // (train mode) mix samples, and one sign per block is shared by the batch.
   const int M = std::max(0, opts.sign_samples);
   std::vector<std::vector<double>> q(M, std::vector<double>(n + 1, 0.0));
-  std::mt19937_64 rng(mix_seed(opts.seed, 0x5167ULL));
+  Rng rng = Rng::stream(opts.seed, kStreamSigns);
   const int64_t batch = images.size(0);
   const int64_t sign_rows = opts.bn == BnMode::Eval ? batch : 1;
   std::vector<torch::Tensor> eps(tape.blocks.size());
@@ -560,7 +540,7 @@ GradientResult exact_gradients(Network& net, const torch::Tensor& images,
   if (opts.progress && M > 0) progress = std::make_unique<Progress>("exact signs", M, "draws");
   for (int m = 0; m < M; ++m) {
     for (auto& e : eps) {
-      for (double& d : draw) d = (rng() >> 63) ? 1.0 : -1.0;
+      for (double& d : draw) d = rng.coin() ? 1.0 : -1.0;
       e = torch::tensor(draw, torch::kFloat64).to(grad.options()).view({sign_rows, 1, 1, 1});
     }
     std::vector<torch::Tensor> ge = decompose(tape, &eps);

@@ -185,11 +185,9 @@ class JsonlWriter {
   std::ofstream out_;
 };
 
-std::mt19937_64 epoch_rng(uint64_t seed, int epoch, uint64_t stream) {
-  std::seed_seq seq{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), static_cast<uint32_t>(epoch),
-                    static_cast<uint32_t>(stream)};
-  return std::mt19937_64(seq);
-}
+// The random stream of sampled training plans (stochastic depth, k active blocks) in an epoch.
+constexpr uint64_t kStreamPlans = 1;
+Rng epoch_rng(uint64_t seed, int epoch) { return Rng::stream(mix(seed, static_cast<uint64_t>(epoch)), kStreamPlans); }
 
 }  // namespace
 
@@ -214,26 +212,21 @@ std::vector<double> survival_probabilities(int n, double p_last) {
   return p;
 }
 
-Plan sample_stochastic_depth(int n, double p_last, std::mt19937_64& rng) {
+Plan sample_stochastic_depth(int n, double p_last, Rng& rng) {
   Plan plan = Plan::intact(n);
   auto p = survival_probabilities(n, p_last);
-  std::uniform_real_distribution<double> u(0.0, 1.0);
   for (int l = 0; l < n; ++l)
-    if (u(rng) >= p[l]) plan.steps()[l].deleted = true;
+    if (rng.uniform() >= p[l]) plan.steps()[l].deleted = true;
   return plan;
 }
 
-Plan sample_active_blocks(int n, int k, std::mt19937_64& rng) {
+Plan sample_active_blocks(int n, int k, Rng& rng) {
   if (k < 0 || k > n) throw UserError(fmt::format("--active-blocks {} is not in 0..{}", k, n));
-  Plan plan = Plan::intact(n);
+  Plan plan(Plan::intact(n));
   std::vector<int> idx(n);
   std::iota(idx.begin(), idx.end(), 0);
-  // partial Fisher-Yates: the first k positions are a uniform k-subset
-  for (int i = 0; i < k; ++i) {
-    std::uniform_int_distribution<int> pick(i, n - 1);
-    std::swap(idx[i], idx[pick(rng)]);
-  }
-  for (int i = k; i < n; ++i) plan.steps()[idx[i]].deleted = true;
+  for (Step& s : plan.steps()) s.deleted = true;
+  for (int i : sample_without_replacement(idx, k, rng)) plan.steps()[i].deleted = false;
   return plan;
 }
 
@@ -404,7 +397,7 @@ TrainSummary train(const TrainOptions& opts_in) {
   const int last_epoch = o.stop_after > 0 ? std::min(o.epochs, start_epoch + o.stop_after) : o.epochs;
   for (int epoch = start_epoch + 1; epoch <= last_epoch; ++epoch) {
     net->train();
-    std::mt19937_64 plan_rng = epoch_rng(o.seed, epoch, 1);
+    Rng plan_rng = epoch_rng(o.seed, epoch);
     data::Loader loader(train_split, norm, lo, epoch);
     data::Batch batch;
     double loss_sum = 0, data_s = 0;
@@ -423,11 +416,10 @@ TrainSummary train(const TrainOptions& opts_in) {
         plan = sample_stochastic_depth(n, o.stochastic_depth, plan_rng);
       } else if (o.stochastic_depth > 0) {
         auto p = survival_probabilities(n, o.stochastic_depth);
-        std::uniform_real_distribution<double> u(0.0, 1.0);
         extras.resize(n);
         for (int l = 0; l < n; ++l) {
           std::vector<float> m(batch.labels.size(0));
-          for (auto& v : m) v = u(plan_rng) < p[l] ? 1.0f : 0.0f;
+          for (auto& v : m) v = plan_rng.uniform() < p[l] ? 1.0f : 0.0f;
           extras[l].residual_mask = torch::tensor(m).to(device);
         }
       }

@@ -5,11 +5,11 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "core/plan.h"
+#include "core/random.h"
 #include "train/distributed_options.h"
 
 namespace unravel {
@@ -74,9 +74,9 @@ double learning_rate(const TrainOptions& o, double t);
 // p_l = 1 - l/n (1 - p_L) (Huang et al. 2016, linear decay).
 std::vector<double> survival_probabilities(int n, double p_last);
 // Stochastic depth, one draw per mini-batch: blocks that are dropped run their shortcut only.
-Plan sample_stochastic_depth(int n, double p_last, std::mt19937_64& rng);
+Plan sample_stochastic_depth(int n, double p_last, Rng& rng);
 // Exactly k of n blocks active, chosen uniformly; the others run their shortcut only.
-Plan sample_active_blocks(int n, int k, std::mt19937_64& rng);
+Plan sample_active_blocks(int n, int k, Rng& rng);
 // Test-time residual scales of a trained run (empty: all 1).
 std::vector<double> test_time_scales(const TrainOptions& o, int n_blocks);
 
