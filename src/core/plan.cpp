@@ -1,4 +1,5 @@
-// Execution plans: construction, edits, the text form and validation against a block table.
+// Execution plans: construction, edits, printing the text form and validation against a block
+// table (reading the text form is in plan_parse.cpp).
 #include "core/plan.h"
 
 #include <algorithm>
@@ -6,11 +7,11 @@
 #include <cstdlib>
 #include <functional>
 #include <set>
-#include <sstream>
 
 #include <fmt/format.h>
 
 #include "core/errors.h"
+#include "core/util.h"
 
 namespace unravel {
 
@@ -32,52 +33,6 @@ const char* gate_name(Gate g) {
 
 namespace {
 
-std::string trim(const std::string& s) {
-  size_t a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");
-  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
-}
-
-std::vector<std::string> split(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::string cur;
-  std::istringstream in(s);
-  while (std::getline(in, cur, sep)) out.push_back(trim(cur));
-  return out;
-}
-
-int parse_int(const std::string& s, const std::string& what) {
-  char* end = nullptr;
-  errno = 0;
-  long v = std::strtol(s.c_str(), &end, 10);
-  if (s.empty() || *end != '\0' || errno != 0 || v < -1000000 || v > 1000000)
-    throw UserError(fmt::format("{}: '{}' is not an integer", what, s));
-  return static_cast<int>(v);
-}
-
-double parse_double(const std::string& s, const std::string& what) {
-  char* end = nullptr;
-  double v = std::strtod(s.c_str(), &end);
-  if (s.empty() || *end != '\0' || !std::isfinite(v))
-    throw UserError(fmt::format("{}: '{}' is not a number", what, s));
-  return v;
-}
-
-// "3:5" -> {3, 5}
-std::pair<std::string, std::string> split_pair(const std::string& s, const std::string& what) {
-  auto c = s.find(':');
-  if (c == std::string::npos)
-    throw UserError(fmt::format("{}: '{}' should be of the form A:B", what, s));
-  return {trim(s.substr(0, c)), trim(s.substr(c + 1))};
-}
-
-Gate parse_gate(const std::string& s, const std::string& what) {
-  if (s == "both") return Gate::Both;
-  if (s == "residual") return Gate::ResidualOnly;
-  if (s == "shortcut") return Gate::ShortcutOnly;
-  if (s == "none") return Gate::None;
-  throw UserError(fmt::format("{}: gate '{}' is not one of both, residual, shortcut, none", what, s));
-}
-
 std::string format_double(double v) {
   std::string s = fmt::format("{:.17g}", v);
   // shortest text that reads back to the same double
@@ -89,25 +44,6 @@ std::string format_double(double v) {
 }
 
 }  // namespace
-
-std::vector<int> parse_index_list(const std::string& text, const std::string& what) {
-  std::vector<int> out;
-  if (trim(text).empty()) throw UserError(fmt::format("{}: empty list of block indices", what));
-  for (const auto& item : split(text, ',')) {
-    if (item.empty()) throw UserError(fmt::format("{}: empty item in '{}'", what, text));
-    auto dash = item.find('-', 1);
-    if (dash == std::string::npos) {
-      out.push_back(parse_int(item, what));
-    } else {
-      int a = parse_int(trim(item.substr(0, dash)), what);
-      int b = parse_int(trim(item.substr(dash + 1)), what);
-      if (std::abs(b - a) > 100000) throw UserError(fmt::format("{}: range '{}' is too long", what, item));
-      const int step = b >= a ? 1 : -1;  // "6-1" counts down
-      for (int i = a; i != b + step; i += step) out.push_back(i);
-    }
-  }
-  return out;
-}
 
 std::string format_index_list(const std::vector<int>& v) {
   std::string out;
@@ -213,57 +149,6 @@ std::vector<int> Plan::order() const {
   return o;
 }
 
-Plan Plan::parse(const std::string& text, int n_blocks) { return parse(text, intact(n_blocks)); }
-
-Plan Plan::parse(const std::string& text, const Plan& base) {
-  Plan p = base;
-  std::string norm = text;
-  std::replace(norm.begin(), norm.end(), ';', ' ');
-  std::istringstream in(norm);
-  std::string clause;
-  bool any = false;
-  while (in >> clause) {
-    any = true;
-    if (clause == "intact") continue;
-    auto eq = clause.find('=');
-    if (eq == std::string::npos)
-      throw UserError(fmt::format("plan '{}': clause '{}' should be NAME=VALUE (delete, order, swap, duplicate, scale, gate)", text, clause));
-    std::string key = clause.substr(0, eq), val = clause.substr(eq + 1);
-    std::string what = fmt::format("plan '{}': {}", text, key);
-    if (key == "delete") {
-      for (int b : parse_index_list(val, what)) p.check_index(b, what.c_str());
-      p.remove(parse_index_list(val, what));
-    } else if (key == "order") {
-      auto order = parse_index_list(val, what);
-      for (int b : order) p.check_index(b, what.c_str());
-      p.set_order(order);
-    } else if (key == "swap") {
-      for (const auto& pr : split(val, ',')) {
-        auto [a, b] = split_pair(pr, what);
-        int ia = p.check_index(parse_int(a, what), what.c_str());
-        int ib = p.check_index(parse_int(b, what), what.c_str());
-        p.swap(ia, ib);
-      }
-    } else if (key == "duplicate") {
-      for (int b : parse_index_list(val, what)) p.duplicate(p.check_index(b, what.c_str()));
-    } else if (key == "scale") {
-      for (const auto& pr : split(val, ',')) {
-        auto [a, s] = split_pair(pr, what);
-        p.scale(p.check_index(parse_int(a, what), what.c_str()), parse_double(s, what));
-      }
-    } else if (key == "gate") {
-      for (const auto& pr : split(val, ',')) {
-        auto [a, g] = split_pair(pr, what);
-        p.gate(p.check_index(parse_int(a, what), what.c_str()), parse_gate(g, what));
-      }
-    } else {
-      throw UserError(fmt::format("plan '{}': unknown clause '{}' (use delete, order, swap, duplicate, scale, gate)", text, key));
-    }
-  }
-  if (!any) throw UserError("empty plan text (use 'intact' for the unedited network)");
-  return p;
-}
-
 std::string Plan::str() const {
   std::vector<std::string> clauses;
   auto ord = order();
@@ -297,7 +182,7 @@ std::size_t Plan::hash() const { return std::hash<std::string>{}(std::to_string(
 
 void Plan::validate(const std::vector<BlockInfo>& blocks) const {
   if (static_cast<int>(blocks.size()) != n_blocks_)
-    throw UserError(fmt::format("plan '{}' is for {} blocks but the network has {}", str(), n_blocks_,
+    throw UserError(fmt::format("plan '{}' is for {} blocks but the network has {}", elide_middle(str()), n_blocks_,
                                 blocks.size()));
   if (blocks.empty()) return;
   Shape cur = blocks.front().in_shape;
@@ -305,16 +190,16 @@ void Plan::validate(const std::vector<BlockInfo>& blocks) const {
     const Step& s = steps_[i];
     if (s.block < 1 || s.block > n_blocks_)
       throw UserError(fmt::format("plan '{}': block {} is out of range (the network has blocks 1-{})",
-                                  str(), s.block, n_blocks_));
+                                  elide_middle(str()), s.block, n_blocks_));
     const BlockInfo& b = blocks[s.block - 1];
     if (b.in_shape != cur)
       throw UserError(fmt::format(
           "plan '{}': block {} expects input {} but step {} gives it {} (only blocks of the same shape can be swapped or repeated)",
-          str(), s.block, shape_string(b.in_shape), i + 1, shape_string(cur)));
+          elide_middle(str()), s.block, shape_string(b.in_shape), i + 1, shape_string(cur)));
     cur = b.out_shape;
   }
   if (cur != blocks.back().out_shape)
-    throw UserError(fmt::format("plan '{}': the last step outputs {} but the head expects {}", str(),
+    throw UserError(fmt::format("plan '{}': the last step outputs {} but the head expects {}", elide_middle(str()),
                                 shape_string(cur), shape_string(blocks.back().out_shape)));
 }
 

@@ -28,7 +28,8 @@ struct Step {
   bool operator!=(const Step& o) const { return !(*this == o); }
 };
 
-// Text form (parse and str): clauses separated by spaces or ';', applied left to right.
+// Text form (parse and str): clauses separated by spaces, tabs, line breaks or ';', applied left
+// to right.
 //   intact                      the network as trained
 //   order=1-3,5,4,6-20          the sequence of blocks to run (ranges a-b allowed; repeats duplicate)
 //   swap=4:5,7:9                exchange the positions of blocks 4 and 5, then of 7 and 9
@@ -36,6 +37,13 @@ struct Step {
 //   delete=3,17                 blocks 3 and 17 run their shortcut only
 //   scale=3:0.5,4:0.25          residual branch of block 3 multiplied by 0.5, ...
 //   gate=3:residual,4:shortcut  backward gradient through that branch only (or none / both)
+// Limits of the text form, checked before anything is expanded: at most kMaxPlanTextBytes bytes,
+// no control bytes other than tab / CR / LF (an error names the offset), every index within the
+// network's blocks, every clause value non-empty, and at most max_steps(n_blocks) steps in the
+// resulting plan. Parsing takes time linear in the text plus the plan. Errors quote at most ~60
+// characters of the offending clause.
+constexpr std::size_t kMaxPlanTextBytes = 64 * 1024;
+
 class Plan {
  public:
   Plan() = default;
@@ -45,6 +53,8 @@ class Plan {
   // The clauses applied to `base` (e.g. a trained net's default_plan() with its test-time
   // residual scales), so that "delete=3" keeps the scales of the other blocks.
   static Plan parse(const std::string& text, const Plan& base);
+  // The most steps a parsed plan may hold: 4 x n_blocks, and at least 64.
+  static std::size_t max_steps(int n_blocks);
 
   int n_blocks() const { return n_blocks_; }
   const std::vector<Step>& steps() const { return steps_; }
@@ -79,8 +89,18 @@ class Plan {
   std::vector<Step> steps_;
 };
 
-// "3,17,20-22" -> {3,17,20,21,22}; throws UserError mentioning `what` on bad syntax.
-std::vector<int> parse_index_list(const std::string& text, const std::string& what);
+// Bounds of an index list, checked on each number (both ends of a range) BEFORE a range is
+// expanded, so that "1-1000000" costs nothing when it is refused.
+struct IndexListLimits {
+  int lo = -1000000;               ///< smallest index accepted
+  int hi = 1000000;                ///< largest index accepted
+  std::size_t max_items = 100000;  ///< most indices the expanded list may hold
+};
+
+// "3,17,20-22" -> {3,17,20,21,22}, "6-4" -> {6,5,4}; throws UserError starting with `what` on bad
+// syntax, an empty list or item, an index outside the limits or too many indices.
+std::vector<int> parse_index_list(const std::string& text, const std::string& what,
+                                  const IndexListLimits& limits = {});
 // {1,2,3,5} -> "1-3,5"
 std::string format_index_list(const std::vector<int>& v);
 

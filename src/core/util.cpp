@@ -1,6 +1,6 @@
-// Small shared utilities: atomic file writes (temp file + fsync + rename), JSON and text files
-// with one-line UserErrors naming the file, build/version info, UTC timestamps and a rate/ETA
-// progress line on stderr. Torch-free: the libtorch version is added to build_info() by callers.
+// Small shared utilities: JSON and text files read with a size limit and one-line UserErrors
+// naming the file, build/version info, UTC timestamps, eliding long quotes and a rate/ETA
+// progress line on stderr (atomic writes are in output.cpp). Torch-free: the libtorch version is added to build_info() by callers.
 #include "core/util.h"
 
 #include <fcntl.h>
@@ -21,6 +21,8 @@
 #include <malloc.h>
 #endif
 
+#include <fmt/format.h>
+
 #include "core/errors.h"
 
 #ifndef UNRAVEL_VERSION
@@ -36,46 +38,24 @@ namespace {
 
 std::string errno_text(int err) { return std::strerror(err); }
 
-// Writes all of `content` to fd; returns 0 or the errno of the failure.
-int write_all(int fd, const std::string& content) {
-  const char* p = content.data();
-  size_t left = content.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd, p, left);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
-  }
-  return 0;
+// size < 0: not known (the file grew while read, or is not a regular file)
+[[noreturn]] void too_large(const std::string& path, std::size_t max_bytes, long long size) {
+  if (size < 0) throw UserError(fmt::format("{}: file holds more than the limit of {} bytes", path, max_bytes));
+  throw UserError(fmt::format("{}: file is {} bytes, more than the limit of {} bytes", path, size, max_bytes));
 }
 
 }  // namespace
 
-void write_file_atomic(const std::string& path, const std::string& content) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw UserError("cannot write " + path + ": " + errno_text(errno));
-  int err = write_all(fd, content);
-  if (err == 0 && ::fsync(fd) != 0) err = errno;
-  if (::close(fd) != 0 && err == 0) err = errno;
-  if (err == 0 && std::rename(tmp.c_str(), path.c_str()) != 0) err = errno;
-  if (err != 0) {
-    ::unlink(tmp.c_str());
-    throw UserError("cannot write " + path + ": " + errno_text(err));
-  }
-}
-
-void write_json_atomic(const std::string& path, const nlohmann::json& j, int indent) {
-  write_file_atomic(path, j.dump(indent) + "\n");
-}
-
-std::string read_text_file(const std::string& path) {
+std::string read_text_file(const std::string& path, std::size_t max_bytes) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw UserError("cannot read " + path + ": " + errno_text(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && static_cast<std::uint64_t>(st.st_size) > max_bytes) {
+    ::close(fd);
+    too_large(path, max_bytes, static_cast<long long>(st.st_size));
+  }
   std::string out;
+  if (S_ISREG(st.st_mode)) out.reserve(static_cast<std::size_t>(st.st_size));
   char buf[1 << 16];
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof buf);
@@ -86,19 +66,36 @@ std::string read_text_file(const std::string& path) {
       throw UserError("cannot read " + path + ": " + errno_text(err));
     }
     if (n == 0) break;
+    if (static_cast<std::size_t>(n) > max_bytes - out.size()) {  // grew, or not a regular file
+      ::close(fd);
+      too_large(path, max_bytes, /*size=*/-1);
+    }
     out.append(buf, static_cast<size_t>(n));
   }
   ::close(fd);
   return out;
 }
 
-nlohmann::json read_json_file(const std::string& path) {
-  const std::string text = read_text_file(path);
+nlohmann::json read_json_file(const std::string& path, std::size_t max_bytes) {
+  const std::string text = read_text_file(path, max_bytes);
+  // Deep nesting is refused as it is met, before a deep document is built in memory.
+  auto depth_limit = [&path](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+    if (depth > kMaxJsonDepth)
+      throw UserError(fmt::format("{}: invalid JSON: nested more than {} levels deep", path, kMaxJsonDepth));
+    return true;
+  };
   try {
-    return nlohmann::json::parse(text);
+    return nlohmann::json::parse(text, depth_limit);
   } catch (const nlohmann::json::parse_error& e) {
+    // nlohmann's text is "[json.exception.parse_error.101] parse error at line L, column C:
+    // REASON; last read: '...'": keep REASON, never the quoted input.
     std::string what = e.what();
-    throw UserError(path + ": invalid JSON: " + what.substr(0, what.find('\n')));
+    std::size_t colon = what.find(": ", what.find("column"));
+    std::string reason = colon == std::string::npos ? "" : what.substr(colon + 2);
+    reason = reason.substr(0, reason.find("; last read"));
+    reason = elide_middle(reason.substr(0, reason.find('\n')), 100);
+    throw UserError(fmt::format("{}: invalid JSON at byte {}{}", path, e.byte,
+                                reason.empty() ? "" : " (" + reason + ")"));
   }
 }
 
@@ -146,6 +143,15 @@ std::string format_duration(double seconds) {
     std::snprintf(buf, sizeof buf, "%ldh%02ldm", s / 3600, (s % 3600) / 60);
   }
   return buf;
+}
+
+std::string elide_middle(std::string_view s, std::size_t max_chars) {
+  if (s.size() <= max_chars) return std::string(s);
+  auto continuation = [&](std::size_t i) { return (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80; };
+  std::size_t head = max_chars * 2 / 3, tail = s.size() - max_chars / 5;
+  while (head > 0 && continuation(head)) --head;          // do not split a UTF-8 character
+  while (tail < s.size() && continuation(tail)) ++tail;
+  return fmt::format("{}…({} chars)…{}", s.substr(0, head), s.size(), s.substr(tail));
 }
 
 // ---- Progress ------------------------------------------------------------------------------

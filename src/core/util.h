@@ -3,17 +3,33 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace unravel {
 
-// Write to PATH.tmp, fsync, rename: a reader never sees a half-written file.
+// Writes CONTENT to PATH so that a reader never sees a half-written file: PATH.tmp.PID in the
+// target's directory, fsync, rename. A symlink is followed and its target replaced (the link
+// stays); an existing device or FIFO is written through; a directory or socket is refused
+// (output.h has the policy, "-" for standard output and the checks run before long work).
 void write_file_atomic(const std::string& path, const std::string& content);
 void write_json_atomic(const std::string& path, const nlohmann::json& j, int indent = 2);
-// Throws UserError naming the path when it cannot be read or parsed.
-nlohmann::json read_json_file(const std::string& path);
-std::string read_text_file(const std::string& path);
+
+// Default size limit of read_text_file / read_json_file: config, summary, metrics and progress
+// files are far smaller. Callers that read large files (checkpoints) pass their own limit.
+constexpr std::size_t kMaxSmallFileBytes = std::size_t{64} << 20;  // 64 MiB
+// Size limit for checkpoint files read whole (weights of the largest supported models, with room).
+constexpr std::size_t kMaxCheckpointBytes = std::size_t{4} << 30;  // 4 GiB
+// JSON nesting deeper than this is refused by read_json_file (before it is built in memory).
+constexpr int kMaxJsonDepth = 256;
+
+// The whole file. Throws UserError naming the path when it cannot be read, or when it holds
+// more than max_bytes (checked on the size before reading, and again while reading).
+std::string read_text_file(const std::string& path, std::size_t max_bytes = kMaxSmallFileBytes);
+// read_text_file, then parse; a parse error names the file and the byte offset only.
+nlohmann::json read_json_file(const std::string& path, std::size_t max_bytes = kMaxSmallFileBytes);
 void make_dirs(const std::string& path);  // mkdir -p; UserError on failure
 bool path_exists(const std::string& path);
 
@@ -37,6 +53,10 @@ class Progress {
 };
 
 std::string format_duration(double seconds);  // "1h02m", "3m05s", "12.3s"
+
+// S itself when it has at most max_chars bytes, else its head and tail around "…(N chars)…",
+// cut on UTF-8 character boundaries: quoting user input in a one-line error stays short.
+std::string elide_middle(std::string_view s, std::size_t max_chars = 60);
 
 // Makes glibc's malloc keep freed memory in the process: large blocks come from the heap instead
 // of fresh mmap()s, and the heap is never trimmed. Without it every activation tensor of more

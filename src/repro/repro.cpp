@@ -304,7 +304,7 @@ json Reproduction::fingerprint(const RunSpec& run) const {
   const json summary = read_json_file(dir + "/summary.json");
   return {{"run", run.name},
           {"epochs", summary.value("epochs", 0)},
-          {"checkpoint", fnv1a_hex(read_text_file(dir + "/checkpoint.pt"))}};
+          {"checkpoint", fnv1a_hex(read_text_file(dir + "/checkpoint.pt", kMaxCheckpointBytes))}};
 }
 
 json Reproduction::cached_or_compute(size_t i, const json& inputs_in, const std::function<json()>& compute) {

@@ -42,7 +42,7 @@ void save_tensors_atomic(const std::string& path, const TensorMap& tensors) {
 }
 
 TensorMap load_tensors(const std::string& path) {
-  std::string bytes = read_text_file(path);
+  std::string bytes = read_text_file(path, kMaxCheckpointBytes);
   TensorMap out;
   try {
     auto iv = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
