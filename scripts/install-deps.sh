@@ -9,6 +9,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist gnuplot-nox
   python3-torch   # cross-checks against PyTorch in the tests
+  libjpeg-dev libpng-dev python3-pil python3-torchvision  # image folders; Pillow-exact tests
   chromium        # the report page is opened headless in a test
 )
 missing=()
