@@ -207,7 +207,7 @@ void add_gradients_command(CLI::App& app) {
                 "sample: auto | chain (one forward, per-path VJP chains) | replicated "
                 "(batch x R with per-sample gates; --bn eval)")
       ->capture_default_str();
-  c->add_option("--threads", args->threads, "CPU threads (0 = all cores)")->capture_default_str();
+  add_threads_flag(c, args->threads);
   c->add_option("--dtype", args->dtype,
                 "float32 | float64 (float64: residual ~1e-15, ~15x slower on CPU)")
       ->capture_default_str();

@@ -149,7 +149,7 @@ void add_train_command(CLI::App& app) {
   c->add_option("--test-subset", o->test_subset, "evaluate on the first N test images (0 = all)")->capture_default_str();
   c->add_option("--val-split", o->val_split, "hold out N training images for validation (best epoch by validation)")->capture_default_str();
   c->add_option("--seed", o->seed, "seed of init, order, augmentation and sampled plans")->capture_default_str();
-  c->add_option("--threads", o->threads, "CPU threads (0 = all cores)")->capture_default_str();
+  add_threads_flag(c, o->threads);
   c->add_option("--device", o->device, "auto | cpu | cuda")->capture_default_str();
   c->add_option("--log-every", o->log_every, "steps between metrics.jsonl step records")->capture_default_str();
   c->add_flag("--quiet", o->quiet, "no progress lines");
@@ -199,7 +199,7 @@ void add_eval_command(CLI::App& app) {
   c->add_option("--data", o->data, "data set (default: the run's)");
   c->add_option("--test-subset", o->test_subset, "first N test images (0 = all)")->capture_default_str();
   c->add_option("--batch-size", o->batch_size, "images per forward")->capture_default_str();
-  c->add_option("--threads", o->threads, "CPU threads (0 = all cores)")->capture_default_str();
+  add_threads_flag(c, o->threads);
   c->add_option("--device", o->device, "auto | cpu | cuda")->capture_default_str();
   c->add_option("--json", o->json_path,
                 "write {top1_error, top5_error, loss, correct, n, per_class_error, plan} to FILE");

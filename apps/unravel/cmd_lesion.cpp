@@ -63,7 +63,6 @@ options are the same, and removes it when done (one process; not with --nproc).)
 void run_lesion_command(const LesionCli& c) {
   if (c.input.run_dir.empty() && c.input.model.empty())
     throw UserError("give --run DIR (a trained run) or --model NAME (a random network)");
-  if (c.threads < 0) throw UserError(fmt::format("--threads must be 0 (all cores) or more, got {}", c.threads));
   if (c.test_subset < 0) throw UserError(fmt::format("--test-subset must be 0 (all) or more, got {}", c.test_subset));
   if (c.lesion.recalibrate_bn < 0)
     throw UserError(fmt::format("--recalibrate-bn must be 0 (off) or more, got {}", c.lesion.recalibrate_bn));
@@ -139,7 +138,7 @@ void add_lesion_command(CLI::App& app) {
   sub->add_option("--batch-size", c->batch_size, "test images per batch")->capture_default_str();
   sub->add_option("--seed", c->lesion.seed, "seed of the random sweeps (and of --model weights)")
       ->capture_default_str();
-  sub->add_option("--threads", c->threads, "CPU threads (0: all cores)")->capture_default_str();
+  add_threads_flag(sub, c->threads);
   sub->add_option("--device", c->device, "auto | cpu | cuda")->capture_default_str();
   add_data_parallel_flags(sub, c->nproc, c->dist, "the test images");
   sub->add_option("--engine", c->engine, "prefix (shared prefixes once) or reference (one forward per plan)")

@@ -73,8 +73,7 @@ void add_repro_command(CLI::App& app) {
   c->add_option("--data", opts->data, "data set instead of the preset's, e.g. cifar10:DIR");
   c->add_option("--seed", opts->seed, "seed of weights, batches, sampled plans and paths")
       ->capture_default_str();
-  c->add_option("--threads", opts->threads,
-                "CPU threads (0 = all cores; default: the preset's, 1 for smoke, else all cores)");
+  add_threads_flag(c, opts->threads, "; default: the preset's (1 for smoke, else automatic)");
   c->add_option("--device", opts->device, "auto | cpu | cuda")->capture_default_str();
   c->add_flag("--quiet", opts->quiet, "only one line per step on stderr");
   c->add_flag("--no-report", *no_report, "write results.json only (no gnuplot figures, no HTML)");

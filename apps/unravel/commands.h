@@ -26,6 +26,10 @@ void add_repro_command(CLI::App& app);
 // network and data. --seed is left to the command (it seeds more than the weights).
 void add_network_source_flags(CLI::App* c, ExperimentInput& in);
 
+// --threads N: one wording, one check (0 = automatic, see core/threads.h) for every command.
+// `default_note` replaces the printed default where a command has its own (repro's presets).
+CLI::Option* add_threads_flag(CLI::App* c, int& threads, const std::string& default_note = "");
+
 // main() records its arguments: `train --nproc N` starts the other ranks with the same ones.
 void set_command_line(int argc, char** argv);
 // Starts ranks 1..nproc-1 as child processes (output in DIR/rank-R.log), then calls

@@ -13,6 +13,25 @@ void add_network_source_flags(CLI::App* c, ExperimentInput& in) {
   c->add_option("--data", in.data_spec, "data set (default: the run's, else fashion-mnist)");
 }
 
+CLI::Option* add_threads_flag(CLI::App* c, int& threads, const std::string& default_note) {
+  auto* opt = c->add_option("--threads", threads,
+                            "compute threads; 0 = automatic: all cores minus those other processes keep busy, "
+                            "re-measured every 2 s" + default_note);
+  opt->check(CLI::Validator(
+      [](std::string& v) -> std::string {
+        try {
+          size_t used = 0;
+          const long n = std::stol(v, &used);
+          if (used == v.size() && n >= 0 && n <= 4096) return "";
+        } catch (const std::exception&) {
+        }
+        return "must be 0 (automatic) or a number of threads up to 4096, got '" + v + "'";
+      },
+      "N"));
+  if (default_note.empty()) opt->capture_default_str();
+  return opt;
+}
+
 void add_data_parallel_flags(CLI::App* c, int& nproc, DistributedOptions& dist, const std::string& work) {
   c->add_option("--nproc", nproc,
                 "data-parallel: N processes on this machine share " + work + " (c10d Gloo); --threads are shared out")

@@ -20,6 +20,7 @@
 
 #include "commands.h"
 #include "core/errors.h"
+#include "core/threads.h"
 #include "core/util.h"
 
 namespace unravel::cli {
@@ -70,8 +71,7 @@ void set_command_line(int argc, char** argv) {
 void launch_local_ranks(int nproc, int threads, const std::string& dir,
                         const std::function<void(int, const std::string&)>& rank0) {
   if (nproc < 1) throw UserError(fmt::format("--nproc must be at least 1, got {}", nproc));
-  if (threads < 0) throw UserError(fmt::format("--threads must be >= 0 (0 = all cores), got {}", threads));
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int cores = available_cores();
   const int per_rank = std::max(1, (threads > 0 ? threads : cores) / nproc);
   make_dirs(dir);
   const std::string store_path = fmt::format("{}/.c10d-store-{}", dir, ::getpid());

@@ -8,6 +8,7 @@
 
 #include "core/errors.h"
 #include "core/util.h"
+#include "train/run.h"
 
 namespace unravel::lesion {
 
@@ -235,6 +236,7 @@ std::vector<Metrics> evaluate_plans(models::Network& net, const std::vector<Plan
     torch::InferenceMode guard;
     Walker walker{net, trie, opts, metrics};
     for (int64_t a = start; a < n; a += opts.batch_size_) {
+      apply_thread_policy();
       const int64_t b = std::min(n, a + opts.batch_size_);
       Tensor x = norm.apply(split.images.slice(0, a, b)).to(device);  // (B, C, H, W)
       if (opts.channels_last_) x = x.contiguous(at::MemoryFormat::ChannelsLast);

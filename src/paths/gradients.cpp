@@ -18,6 +18,7 @@
 #include "core/random.h"
 #include "core/util.h"
 #include "paths/path_counts.h"
+#include "train/run.h"
 
 namespace unravel::paths {
 
@@ -204,6 +205,7 @@ std::vector<double> chain_norms(const Tape& tape, const std::vector<std::vector<
   const std::vector<uint8_t>* prev = nullptr;
   int64_t done = 0;
   for (size_t idx : order) {
+    apply_thread_policy();
     const std::vector<uint8_t>& f = flags[idx];
     int depth = 0;
     if (prev)
@@ -251,6 +253,7 @@ std::vector<double> replicated_norms(Network& net, const torch::Tensor& images,
   std::vector<double> norms(flags.size(), 0.0);
   const int64_t total = static_cast<int64_t>(flags.size());
   for (int64_t start = 0; start < total; start += per_pass) {
+    apply_thread_policy();
     const int64_t r = std::min(per_pass, total - start);
     std::vector<models::StepExtras> extras(plan.steps().size());
     for (size_t s = 0; s < plan.steps().size(); ++s) {
@@ -539,6 +542,7 @@ GradientResult exact_gradients(Network& net, const torch::Tensor& images,
   std::unique_ptr<Progress> progress;
   if (opts.progress && M > 0) progress = std::make_unique<Progress>("exact signs", M, "draws");
   for (int m = 0; m < M; ++m) {
+    apply_thread_policy();
     for (auto& e : eps) {
       for (double& d : draw) d = rng.coin() ? 1.0 : -1.0;
       e = torch::tensor(draw, torch::kFloat64).to(grad.options()).view({sign_rows, 1, 1, 1});
@@ -647,6 +651,7 @@ GradientResult brute_gradients(Network& net, const torch::Tensor& images,
     progress = std::make_unique<Progress>("brute", static_cast<int64_t>(all), "paths");
   std::vector<uint8_t> flags(n);
   for (uint32_t mask = 0; mask < all; ++mask) {
+    if ((mask & 63u) == 0) apply_thread_policy();
     if ((mask & forced_mask) != forced_mask) continue;
     for (int i = 0; i < n; ++i) flags[i] = (mask >> i) & 1u;
     const torch::Tensor pg = path_gradient_impl(net, h0, labels, flags);

@@ -2,6 +2,7 @@
 #include "train/evaluate.h"
 
 #include "core/util.h"
+#include "train/run.h"
 
 namespace unravel {
 
@@ -92,6 +93,7 @@ Metrics evaluate(models::Network& net, const Plan& plan, const data::Split& spli
   Progress progress("eval", split.size(), "images");
   data::Batch b;
   while (loader.next(b)) {
+    apply_thread_policy();
     auto logits = net->forward(b.images.to(opts.device), plan);
     m.add(logits, b.labels);
     if (opts.progress) progress.update(m.n);

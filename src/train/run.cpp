@@ -4,20 +4,48 @@
 #include <fmt/format.h>
 
 #include <fstream>
-#include <thread>
+#include <memory>
 
 #include "core/errors.h"
+#include "core/threads.h"
 #include "core/util.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
 namespace unravel {
 
+namespace {
+std::unique_ptr<ThreadGovernor>& governor() {
+  static std::unique_ptr<ThreadGovernor> g;
+  return g;
+}
+}  // namespace
+
 void setup_compute(int threads) {
-  if (threads < 0) throw UserError(fmt::format("--threads must be >= 0 (0 = all cores), got {}", threads));
-  if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  torch::set_num_threads(threads);
+  if (threads < 0) throw UserError(fmt::format("threads must be >= 0 (0 = automatic), got {}", threads));
   keep_freed_memory();
+  if (threads == 0) {
+    if (!governor()) governor() = std::make_unique<ThreadGovernor>();
+    torch::set_num_threads(governor()->threads());
+    if (std::getenv("UNRAVEL_THREADS_LOG"))
+      std::cerr << fmt::format("[threads] start with {} (others keep {:.2f} cores busy)\n", governor()->threads(),
+                               governor()->last_others_busy());
+  } else {
+    governor().reset();
+    torch::set_num_threads(threads);
+  }
+}
+
+void apply_thread_policy() {
+  const auto& g = governor();
+  if (!g) return;
+  const int want = g->threads();
+  if (want != torch::get_num_threads()) {
+    if (std::getenv("UNRAVEL_THREADS_LOG"))
+      std::cerr << fmt::format("[threads] {} -> {} (others keep {:.2f} cores busy)\n", torch::get_num_threads(), want,
+                               g->last_others_busy());
+    torch::set_num_threads(want);
+  }
 }
 
 torch::Device parse_device(const std::string& name) {

@@ -405,6 +405,7 @@ TrainSummary train(const TrainOptions& opts_in) {
     const auto epoch_start = Clock::now();
     auto t0 = Clock::now();
     while (loader.next(batch)) {
+      apply_thread_policy();
       data_s += std::chrono::duration<double>(Clock::now() - t0).count();
       ++step;
       const double lr = learning_rate(o, (epoch - 1) + static_cast<double>(step - 1) / steps_per_epoch);
