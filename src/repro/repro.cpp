@@ -79,6 +79,32 @@ const std::vector<Preset>& presets() {
     quick.budget_s = 1200;
     t.push_back(quick);
 
+    // The paper at its own depth on this project's 2-core machine: 54 blocks, all of
+    // Fashion-MNIST, the longest schedule that fits about two hours in all (per epoch of the
+    // four nets ~13 min at 2 threads: preresnet110 ~300 s, its stochastic-depth twin ~250 s, the
+    // 23-of-54 net ~185 s, plain14 ~45 s; the experiments ~25 min). The plain control is the
+    // paper's: a ~15-layer VGG-like net (plain14), not a 110-layer plain net.
+    Preset paper;
+    paper.name = "paper";
+    paper.purpose = "the paper's 54 blocks on all of Fashion-MNIST, 8 epochs: ~2 h on 2 idle cores";
+    paper.model = "preresnet110";
+    paper.plain_model = "plain14";
+    paper.data = "fashion-mnist";
+    paper.epochs = 8;
+    paper.batch_size = 128;
+    paper.lr = 0.1;
+    paper.plain_lr = 0.1;
+    paper.warmup_epochs = 0.5;  // He et al. warm ResNet-110 up for 400 iterations
+    paper.train_subset = 0;
+    paper.test_subset = 0;
+    paper.lesion_samples = 5;
+    paper.random_test_subset = 2000;
+    paper.grad_samples = 200;
+    paper.grad_batch = 32;
+    paper.sign_samples = 16;
+    paper.budget_s = 7200;
+    t.push_back(paper);
+
     Preset full;
     full.name = "full";
     full.purpose = "the paper's ResNet-110 (54 blocks) and schedule: a GPU or a patient user";
@@ -105,6 +131,7 @@ const std::vector<Preset>& presets() {
 json Preset::to_json() const {
   return {{"name", name},
           {"model", model},
+          {"plain_model", plain_model},
           {"data", data},
           {"epochs", epochs},
           {"batch_size", batch_size},
@@ -115,6 +142,8 @@ json Preset::to_json() const {
           {"train_subset", train_subset},
           {"test_subset", test_subset},
           {"lesion_samples", lesion_samples},
+          {"random_test_subset", random_test_subset},
+          {"recalibrate_batches", recalibrate_batches},
           {"grad_samples", grad_samples},
           {"grad_batch", grad_batch},
           {"sign_samples", sign_samples},
@@ -125,28 +154,32 @@ json Preset::to_json() const {
 const Preset& find_preset(const std::string& name) {
   for (const Preset& p : presets())
     if (p.name == name) return p;
-  throw UserError(fmt::format("--preset '{}': expected smoke, quick or full", name));
+  std::string names;
+  for (const Preset& p : presets()) names += (names.empty() ? "" : ", ") + p.name;
+  throw UserError(fmt::format("--preset '{}': expected one of {}", name, names));
 }
 
 std::string presets_table() {
-  const char* row = "{:<6} {:<13} {:<48} {:>6} {:>5} {:>8} {:>6} {:>5} {:>5} {:>7} {:>8} {:>7}\n";
-  std::string s = fmt::format(row, "preset", "model", "data (--data overrides)", "epochs", "batch",
+  const char* row = "{:<6} {:<13} {:<8} {:<48} {:>6} {:>5} {:>8} {:>6} {:>5} {:>5} {:>10} {:>8} {:>7}\n";
+  std::string s = fmt::format(row, "preset", "model", "plain", "data (--data overrides)", "epochs", "batch",
                               "lr/plain", "train", "test", "warm", "E3/E4", "E6", "budget");
   auto count = [](int64_t v) { return v == 0 ? std::string("all") : std::to_string(v); };
   for (const Preset& p : presets())
-    s += fmt::format(row, p.name, p.model, p.data, p.epochs, p.batch_size,
-                     fmt::format("{}/{}", p.lr, p.plain_lr), count(p.train_subset),
+    s += fmt::format(row, p.name, p.model, p.plain_model.empty() ? "same" : p.plain_model, p.data, p.epochs,
+                     p.batch_size, fmt::format("{}/{}", p.lr, p.plain_lr), count(p.train_subset),
                      count(p.test_subset), p.warmup_epochs,
-                     fmt::format("{}/k", p.lesion_samples),
+                     p.random_test_subset > 0 ? fmt::format("{}/k x{}", p.lesion_samples, p.random_test_subset)
+                                              : fmt::format("{}/k", p.lesion_samples),
                      fmt::format("{}x{}", p.grad_samples, p.grad_batch),
                      p.budget_s > 0 ? format_duration(p.budget_s) : std::string("-"));
   s += "Every preset: the learning rate (plain: of the plain control) divided by 10 at 50% and "
-       "75% of the epochs (warm = linear warm-up epochs), SGD momentum 0.9, weight decay 1e-4, augmentation; the plain control plainN of "
-       "the same depth; stochastic depth p_L = 0.5; short paths with round(23/54 n) active blocks. "
-       "train/test: images used (training subset; test images of every evaluation). E3/E4: random "
-       "sets per k (k = 1..n/2 deleted, 1..n/3 swaps). E6: sampled paths per length x batch (bn "
-       "eval, one training batch). budget: target wall time on 2 cores. Threads: all cores, "
-       "except smoke (1) unless --threads is given.\n";
+       "75% of the epochs (warm = linear warm-up epochs), SGD momentum 0.9, weight decay 1e-4, augmentation; "
+       "the plain control (same: plainN of the ResNet's depth); stochastic depth p_L = 0.5; short paths "
+       "with round(23/54 n) active blocks. train/test: images used (training subset; test images of every "
+       "evaluation). E3/E4: random sets per k (k = 1..n/2 deleted, 1..n/3 swaps), xN: on the first N test "
+       "images. E6: sampled paths per length x batch (bn eval, one training batch). E7: batch-norm "
+       "statistics also re-estimated under each test-time plan. budget: target wall time on 2 idle cores. "
+       "Threads: automatic, except smoke (1) unless --threads is given.\n";
   return s;
 }
 
@@ -240,7 +273,8 @@ class Reproduction {
   size_t step_index(const std::string& id) const;
 
   // Experiments
-  json lesion_study(const RunSpec& run, lesion::LesionOptions lo) const;
+  json lesion_study(const RunSpec& run, lesion::LesionOptions lo, const data::Split& test) const;
+  json short_path_conventions(const RunSpec& run, const std::vector<Plan>& plans) const;
   json gradient_study(const RunSpec& run, const std::string& method) const;
   json short_path_training() const;
   void write_results(bool finished);
@@ -251,6 +285,7 @@ class Reproduction {
   torch::Device device_{torch::kCPU};
   data::Dataset dataset_;
   data::Split test_, train_;
+  data::Split sweep_test_;  ///< E3/E4: the first random_test_subset test images
   Sizes sizes_;
   CostModel cost_;
   std::map<std::string, RunSpec> runs_;
@@ -353,7 +388,7 @@ void Reproduction::train_step(size_t i, RunSpec& run) {
   finish_step(i, status, seconds_since(t0), s.json.value("train_seconds", 0.0));
 }
 
-json Reproduction::lesion_study(const RunSpec& run, lesion::LesionOptions lo) const {
+json Reproduction::lesion_study(const RunSpec& run, lesion::LesionOptions lo, const data::Split& test) const {
   LoadedNetwork loaded = load_run(run.train.out);
   models::Network net = loaded.net;
   net->to(device_);
@@ -361,12 +396,12 @@ json Reproduction::lesion_study(const RunSpec& run, lesion::LesionOptions lo) co
   if (!opts_.quiet) lo.engine.progress("lesion " + run.role);
   const auto& blocks = net->block_infos();
   const auto lesions = lesion::generate_lesions(lo, net->default_plan(), blocks);
-  const lesion::LesionResult r = lesion::run_lesion(net, lesions, test_, train_, loaded.norm, lo);
+  const lesion::LesionResult r = lesion::run_lesion(net, lesions, test, train_, loaded.norm, lo);
   json j = lesion::to_json(r, blocks, lo);
   j["model"] = net->spec().name;
   j["run"] = "runs/" + run.name;
   j["data"] = data_spec_;
-  j["test_n"] = test_.size();
+  j["test_n"] = test.size();
   j["seed"] = opts_.seed;
   j["threads"] = at::get_num_threads();
   return j;
@@ -410,23 +445,67 @@ json Reproduction::gradient_study(const RunSpec& run, const std::string& method)
   return j;
 }
 
+// Plans evaluated as they are and again with batch-norm statistics re-estimated under each plan
+// (cumulative average over recalibrate_batches training batches): per plan {"plan",
+// "top1_error", "recalibrated_top1_error"}, the network's default plan first.
+json Reproduction::short_path_conventions(const RunSpec& run, const std::vector<Plan>& plans) const {
+  LoadedNetwork loaded = load_run(run.train.out);
+  models::Network net = loaded.net;
+  net->to(device_);
+  std::vector<lesion::Lesion> lesions;
+  for (const Plan& p : plans) {
+    lesion::Lesion l;
+    l.sweep = "plans";
+    l.kind = "custom";
+    l.edit = p;
+    l.plan = p;
+    lesions.push_back(l);
+  }
+  lesion::LesionOptions lo;
+  lo.recalibrate_bn = preset_.recalibrate_batches;
+  lo.seed = opts_.seed;
+  if (!opts_.quiet) lo.engine.progress("E7 " + run.role);
+  const lesion::LesionResult r = lesion::run_lesion(net, lesions, test_, train_, loaded.norm, lo);
+  json out = json::array();
+  auto row = [](const Plan& p, const Metrics& m, const Metrics& rec) {
+    return json{{"plan", p.str()}, {"top1_error", m.top1_error()}, {"recalibrated_top1_error", rec.top1_error()}};
+  };
+  out.push_back(row(r.base, r.baseline, *r.baseline_recalibrated));
+  for (size_t i = 0; i < plans.size(); ++i) out.push_back(row(plans[i], r.metrics[i], r.recalibrated[i]));
+  return out;
+}
+
 json Reproduction::short_path_training() const {
   const json normal = read_json_file(runs_.at("resnet").train.out + "/summary.json");
   const json shorter = read_json_file(runs_.at("short").train.out + "/summary.json");
   const auto where = runs_.at("short").train.out + "/summary.json";
   if (!shorter.contains("active_test_error") || !shorter["active_test_error"].is_object())
     throw UserError(where + ": no \"active_test_error\" (not a short-path run)");
-  const json& conv = shorter["active_test_error"];
-  const std::string def = conv.value("default", std::string("scaled"));
-  return {{"n", sizes_.n},
+  // The two test-time rules of the short-path net, each with the statistics batch norm gathered
+  // in training (on random subsets of blocks) and with statistics re-estimated under the rule.
+  const int n = sizes_.n;
+  Plan all = Plan::intact(n), scaled = Plan::intact(n);
+  for (Step& st : scaled.steps()) st.residual_scale = static_cast<double>(sizes_.active_blocks) / n;
+  const json conv = short_path_conventions(runs_.at("short"), {scaled, all});  // [default, scaled, all]
+  const json base = short_path_conventions(runs_.at("resnet"), {});            // [intact]
+  json rules = {{"scaled", {{"running", conv[1]["top1_error"]}, {"recalibrated", conv[1]["recalibrated_top1_error"]}}},
+                {"all", {{"running", conv[2]["top1_error"]}, {"recalibrated", conv[2]["recalibrated_top1_error"]}}}};
+  const std::string rule = preset_.e7_rule, stats = preset_.e7_recalibrate ? "recalibrated" : "running";
+  return {{"n", n},
           {"active_blocks", sizes_.active_blocks},
           {"epochs", preset_.epochs},
           {"test_n", normal.value("test_n", 0)},
-          {"normal", {{"top1_error", normal.at("test_error")}, {"model", preset_.model}}},
+          {"normal",
+           {{"top1_error", normal.at("test_error")},
+            {"recalibrated_top1_error", base[0]["recalibrated_top1_error"]},
+            {"model", preset_.model}}},
           {"short",
-           {{"top1_error", conv.at(def)}, {"convention", def}, {"model", preset_.model}}},
-          {"conventions", {{"scaled", conv.at("scaled")}, {"all", conv.at("all")}}},
-          {"default_convention", def},
+           {{"top1_error", rules[rule][stats]}, {"convention", rule}, {"statistics", stats}, {"model", preset_.model}}},
+          {"conventions", {{"scaled", rules["scaled"]["running"]}, {"all", rules["all"]["running"]}}},
+          {"rules", rules},
+          {"recalibrate_batches", preset_.recalibrate_batches},
+          {"default_convention", rule},
+          {"default_statistics", stats},
           {"train_seconds",
            {{"normal", normal.value("train_seconds", 0.0)},
             {"short", shorter.value("train_seconds", 0.0)}}}};
@@ -467,8 +546,6 @@ ReproResult Reproduction::run() {
   dir_ = opts_.out;
   data_spec_ = data::parse_data_spec(opts_.data.empty() ? preset_.data : opts_.data).str();
   device_ = parse_device(opts_.device);
-  if (opts_.threads < -1)
-    throw UserError(fmt::format("--threads must be 0 (all cores) or more, got {}", opts_.threads));
   const int threads = opts_.threads == -1 ? preset_.threads : opts_.threads;
   setup_compute(threads);
 
@@ -491,6 +568,7 @@ ReproResult Reproduction::run() {
   dataset_ = data::load_dataset(data::parse_data_spec(data_spec_));
   train_ = data::take_subset(dataset_.train, preset_.train_subset);
   test_ = data::take_subset(dataset_.test, preset_.test_subset);
+  sweep_test_ = data::take_subset(test_, preset_.random_test_subset);
   if (train_.size() == 0 || test_.size() == 0)
     throw UserError("--data " + data_spec_ + ": the training or the test set is empty");
   make_dirs(dir_ + "/steps");
@@ -528,8 +606,9 @@ ReproResult Reproduction::run() {
     return runs_.emplace(role, std::move(r)).first->second;
   };
   add_run("resnet", preset_.model, preset_.model);
-  add_run("plain", "plain" + std::to_string(spec.depth), "plain" + std::to_string(spec.depth))
-      .train.lr = preset_.plain_lr;
+  const std::string plain_model =
+      preset_.plain_model.empty() ? "plain" + std::to_string(spec.depth) : preset_.plain_model;
+  add_run("plain", plain_model, plain_model).train.lr = preset_.plain_lr;
   add_run("stochastic", preset_.model, fmt::format("{}-sd{}", preset_.model, sizes_.stochastic_depth))
       .train.stochastic_depth = sizes_.stochastic_depth;
   add_run("short", preset_.model, fmt::format("{}-k{}", preset_.model, sizes_.active_blocks))
@@ -552,6 +631,9 @@ ReproResult Reproduction::run() {
   const double px = cost_.pixels;
   const double tr = static_cast<double>(train_.size()) * preset_.epochs * px;
   const double te = static_cast<double>(test_.size()) * px;
+  const double ste = static_cast<double>(sweep_test_.size()) * px;
+  int plain_n = 0;
+  for (int b : models::ModelSpec::parse(runs_.at("plain").train.model).blocks_per_stage) plain_n += b;
   auto train_cost = [&](double blocks, int evals) {
     return tr * blocks * cost_.train_image_block + evals * preset_.epochs * te * n * cost_.eval_image_block;
   };
@@ -565,21 +647,23 @@ ReproResult Reproduction::run() {
       {"E1.resnet", fmt::format("delete each of {} blocks of {}", n, preset_.model), single},
       {"E3", fmt::format("delete k = 1..{} random blocks, {} sets per k", sizes_.delete_k_max,
                          preset_.lesion_samples),
-       te * sizes_.delete_k_max * preset_.lesion_samples * 0.8 * n * cost_.eval_image_block},
+       ste * sizes_.delete_k_max * preset_.lesion_samples * 0.8 * n * cost_.eval_image_block},
       {"E4", fmt::format("k = 1..{} random swaps, {} orders per k", sizes_.swap_k_max,
                          preset_.lesion_samples),
-       te * std::max(sizes_.swap_k_max, 0) * preset_.lesion_samples * n * cost_.eval_image_block},
+       ste * std::max(sizes_.swap_k_max, 0) * preset_.lesion_samples * n * cost_.eval_image_block},
       {"E6.sample", fmt::format("{} sampled paths per length, batch {}", preset_.grad_samples,
                                 preset_.grad_batch),
        (n + 1.0) * preset_.grad_samples * gb * n * 0.5 * cost_.grad_image_block},
       {"E6.exact", "exact gradient per path length, same batch",
        n * (n + 1) / 2.0 * gb * (1 + preset_.sign_samples / 2.0) * cost_.grad_image_block},
-      {"train.plain", "train " + runs_.at("plain").name, train_cost(n, 1)},
-      {"E1.plain", fmt::format("delete each of {} blocks of {}", n, runs_.at("plain").train.model), single},
+      {"train.plain", "train " + runs_.at("plain").name, train_cost(plain_n, 1)},
+      {"E1.plain", fmt::format("delete each of {} blocks of {}", plain_n, runs_.at("plain").train.model),
+       te * (plain_n * (plain_n + 1) / 2.0 + plain_n) * cost_.eval_image_block},
       {"train.stochastic", "train " + runs_.at("stochastic").name, train_cost(sd_blocks, 1)},
       {"E9.stochastic", "delete each block of the stochastic-depth net", single},
       {"train.short", "train " + runs_.at("short").name, train_cost(sizes_.active_blocks + 1, 3)},
-      {"E7", "short-path training against normal training", 0},
+      {"E7", "short-path training against normal training, test-time rules, batch-norm re-estimated",
+       4 * (preset_.recalibrate_batches * 128.0 * px + te) * n * cost_.eval_image_block},
   };
   if (sizes_.swap_k_max == 0) plan_.erase(plan_.begin() + static_cast<long>(step_index("E4")));
   std::cerr << fmt::format("[repro] preset {}: {} ({} blocks) on {}, {} training / {} test images, "
@@ -625,37 +709,37 @@ ReproResult Reproduction::run() {
     } else if (id == "E1.resnet") {
       results_["E1"]["resnet"] = cached_or_compute(
           i, run_inputs("resnet", {{"test_n", test_.size()}, {"sweep", "single"}}),
-          [&] { return lesion_study(runs_.at("resnet"), single_options()); });
+          [&] { return lesion_study(runs_.at("resnet"), single_options(), test_); });
     } else if (id == "E1.plain") {
       results_["E1"]["plain"] = cached_or_compute(
           i, run_inputs("plain", {{"test_n", test_.size()}, {"sweep", "single"}}),
-          [&] { return lesion_study(runs_.at("plain"), single_options()); });
+          [&] { return lesion_study(runs_.at("plain"), single_options(), test_); });
     } else if (id == "E9.stochastic") {
       results_["E9"]["stochastic"] = cached_or_compute(
           i, run_inputs("stochastic", {{"test_n", test_.size()}, {"sweep", "single"}}),
-          [&] { return lesion_study(runs_.at("stochastic"), single_options()); });
+          [&] { return lesion_study(runs_.at("stochastic"), single_options(), test_); });
       results_["E9"]["resnet"] = results_["E1"]["resnet"];  // the normal net: E1's sweep
     } else if (id == "E3") {
       const std::string k = fmt::format("1:{}", sizes_.delete_k_max);
       results_["E3"] = cached_or_compute(
-          i, run_inputs("resnet", {{"test_n", test_.size()}, {"delete_random", k},
+          i, run_inputs("resnet", {{"test_n", sweep_test_.size()}, {"delete_random", k},
                                    {"samples", preset_.lesion_samples}}),
           [&] {
             lesion::LesionOptions lo;
             lo.delete_random = k;
             lo.samples = preset_.lesion_samples;
-            return lesion_study(runs_.at("resnet"), lo);
+            return lesion_study(runs_.at("resnet"), lo, sweep_test_);
           });
     } else if (id == "E4") {
       const std::string k = fmt::format("1:{}", sizes_.swap_k_max);
       results_["E4"] = cached_or_compute(
-          i, run_inputs("resnet", {{"test_n", test_.size()}, {"swap_random", k},
+          i, run_inputs("resnet", {{"test_n", sweep_test_.size()}, {"swap_random", k},
                                    {"samples", preset_.lesion_samples}}),
           [&] {
             lesion::LesionOptions lo;
             lo.swap_random = k;
             lo.samples = preset_.lesion_samples;
-            return lesion_study(runs_.at("resnet"), lo);
+            return lesion_study(runs_.at("resnet"), lo, sweep_test_);
           });
     } else if (id == "E6.sample" || id == "E6.exact") {
       const std::string method = id.substr(3);
@@ -668,7 +752,10 @@ ReproResult Reproduction::run() {
           cached_or_compute(i, in, [&] { return gradient_study(runs_.at("resnet"), method); });
     } else if (id == "E7") {
       results_["E7"] = cached_or_compute(
-          i, {{"resnet", fingerprints_.at("resnet")}, {"short", fingerprints_.at("short")}},
+          i, {{"resnet", fingerprints_.at("resnet")}, {"short", fingerprints_.at("short")},
+              {"test_n", test_.size()}, {"train_images", train_.size()}, {"seed", opts_.seed},
+              {"recalibrate_batches", preset_.recalibrate_batches}, {"rule", preset_.e7_rule},
+              {"recalibrate", preset_.e7_recalibrate}},
           [&] { return short_path_training(); });
     }
     write_results(/*finished=*/false);  // a partial results.json after every step

@@ -14,9 +14,10 @@ namespace unravel::repro {
 
 // One row of the preset table: everything that decides what a reproduction computes.
 struct Preset {
-  std::string name;     ///< smoke | quick | full
+  std::string name;     ///< smoke | quick | paper | full
   std::string purpose;  ///< one line for --list-presets
-  std::string model;    ///< the pre-activation ResNet; its control is plainN of the same depth
+  std::string model;    ///< the pre-activation ResNet
+  std::string plain_model;  ///< the plain control (empty: plainN of the ResNet's depth)
   std::string data;     ///< default data set (--data overrides)
   int epochs = 1;       ///< training epochs of every network
   int64_t batch_size = 128;
@@ -28,6 +29,11 @@ struct Preset {
   int64_t train_subset = 0;                 ///< first N training images (0 = all)
   int64_t test_subset = 0;                  ///< first N test images of every evaluation (0 = all)
   int lesion_samples = 1;                   ///< E3 / E4: random sets per k
+  int64_t random_test_subset = 0;           ///< E3 / E4: first N test images (0 = all of them)
+  int recalibrate_batches = 50;             ///< E7: batches of 128 training images that re-estimate
+                                            ///< batch-norm statistics under the test-time plan
+  std::string e7_rule = "scaled";           ///< E7's reported test-time rule: scaled | all
+  bool e7_recalibrate = false;              ///< E7 reports re-estimated statistics
   int64_t grad_samples = 1;                 ///< E6 sample: random paths per length
   int64_t grad_batch = 32;                  ///< E6: images of the one training batch
   int sign_samples = 16;                    ///< E6 exact: random-sign draws
@@ -37,7 +43,7 @@ struct Preset {
   nlohmann::json to_json() const;
 };
 
-// The table (smoke, quick, full).
+// The table (smoke, quick, paper, full).
 const std::vector<Preset>& presets();
 // UserError naming --preset for an unknown name.
 const Preset& find_preset(const std::string& name);
