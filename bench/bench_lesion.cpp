@@ -115,7 +115,7 @@ int main(int argc, char** argv) {
     try {
       auto ds = data::load_dataset(data::parse_data_spec(data_spec));
       test = data::take_subset(ds.test, images);
-      norm = ds.train.size() ? data::Normalizer::fit(ds.train.images) : data::Normalizer::fit(test.images);
+      norm = data::Normalizer::for_dataset(ds, ds.train);
       source = ds.spec.str();
     } catch (const UserError& e) {
       std::cerr << "bench_lesion: " << e.what() << "; using synthetic 1x28x28 images\n";

@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
   } catch (const std::exception&) {
     ds = data::load_dataset(data::parse_data_spec("synthetic:train=2048,test=1024,size=28,channels=1"));
   }
-  auto norm = data::Normalizer::fit(ds.train.images);
+  auto norm = data::Normalizer::for_dataset(ds, ds.train);
   data::LoaderOptions lo;
   lo.batch_size = 128;
   lo.shuffle = true;

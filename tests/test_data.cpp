@@ -134,7 +134,7 @@ void expect_user_error(const std::function<void()>& fn, const std::vector<std::s
 DataSpec spec_of(const std::string& kind, const std::string& dir) {
   DataSpec s;
   s.kind = kind;
-  s.dir = dir;
+  s.where = dir;
   return s;
 }
 
@@ -146,20 +146,20 @@ DataSpec spec_of(const std::string& kind, const std::string& dir) {
 TEST(DataSpec, ParsesKindsAndDefaults) {
   DataSpec s = parse_data_spec("fashion-mnist");
   EXPECT_EQ(s.kind, "fashion-mnist");
-  EXPECT_EQ(s.dir, "/usr/share/datasets/fashion-mnist");
+  EXPECT_EQ(s.where, "/usr/share/datasets/fashion-mnist");
   s = parse_data_spec("mnist:/data/mnist");
   EXPECT_EQ(s.kind, "mnist");
-  EXPECT_EQ(s.dir, "/data/mnist");
+  EXPECT_EQ(s.where, "/data/mnist");
   s = parse_data_spec("cifar100:/a:b");  // only the first ':' separates
   EXPECT_EQ(s.kind, "cifar100");
-  EXPECT_EQ(s.dir, "/a:b");
+  EXPECT_EQ(s.where, "/a:b");
   s = parse_data_spec("synthetic");
   EXPECT_EQ(s.kind, "synthetic");
-  EXPECT_EQ(s.dir, "");
+  EXPECT_EQ(s.where, "");
   for (const std::string text : {"fashion-mnist:/x", "mnist:/d", "cifar10:rel/dir", "cifar100:/c",
                                  "synthetic", "synthetic:train=64,size=8"}) {
     EXPECT_EQ(parse_data_spec(text).str(), text);
-    EXPECT_EQ(parse_data_spec(parse_data_spec(text).str()).dir, parse_data_spec(text).dir);
+    EXPECT_EQ(parse_data_spec(parse_data_spec(text).str()).where, parse_data_spec(text).where);
   }
   EXPECT_EQ(parse_data_spec("fashion-mnist").str(),
             "fashion-mnist:/usr/share/datasets/fashion-mnist");
@@ -308,7 +308,31 @@ TEST(Idx, CorruptFilesGiveOneLineErrors) {
          write_gz(d / (img + ".gz"), b);
          fs::remove(d / img);
        },
-       {img + ".gz", "truncated", "99999999 images of 4096x4096", "ends after 1000"}},
+       {img + ".gz", "99999999 images of 4096x4096", "limit"}},
+      {"gz bomb behind a lying header (refused before inflating)",
+       [&](const TempDir& d) {
+         Bytes b;
+         put_u32(b, 2051);
+         put_u32(b, 100000000);  // 10^8 images of 28x28 would be 78 GB
+         put_u32(b, 28);
+         put_u32(b, 28);
+         b.resize(b.size() + 4000000, 0);  // 4 MB of zeros: a ~4 KB gz file
+         write_gz(d / (img + ".gz"), b);
+         fs::remove(d / img);
+       },
+       {img + ".gz", "100000000 images of 28x28", "limit"}},
+      {"gz header claims more than deflate can hold",
+       [&](const TempDir& d) {
+         Bytes b;
+         put_u32(b, 2051);
+         put_u32(b, 2000000);  // 1.5 GB claimed from a ~1 KB file
+         put_u32(b, 28);
+         put_u32(b, 28);
+         b.resize(b.size() + 1000, 7);
+         write_gz(d / (img + ".gz"), b);
+         fs::remove(d / img);
+       },
+       {img + ".gz", "2000000 images of 28x28", "cannot hold", "lying header"}},
       {"absurd count",
        [&](const TempDir& d) {
          Bytes b = idx_images(12, 6, 4);

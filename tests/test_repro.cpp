@@ -91,12 +91,13 @@ void expect_error_fraction(const json& j, const std::string& what) {
 
 // ---- cheap unit tests ------------------------------------------------------------------------
 
-TEST(ReproPresets, TableHasTheThreePresetsWithTheirContracts) {
+TEST(ReproPresets, TableHasThePresetsWithTheirContracts) {
   const auto& t = repro::presets();
-  ASSERT_EQ(t.size(), 3u);
+  ASSERT_EQ(t.size(), 4u);
   EXPECT_EQ(t[0].name, "smoke");
   EXPECT_EQ(t[1].name, "quick");
-  EXPECT_EQ(t[2].name, "full");
+  EXPECT_EQ(t[2].name, "paper");
+  EXPECT_EQ(t[3].name, "full");
   // smoke: a 6-block net on synthetic data (runs in this suite)
   EXPECT_EQ(t[0].model, "preresnet14");
   EXPECT_EQ(t[0].data.rfind("synthetic", 0), 0u);
@@ -105,17 +106,25 @@ TEST(ReproPresets, TableHasTheThreePresetsWithTheirContracts) {
   EXPECT_EQ(t[1].model, "preresnet56");
   EXPECT_EQ(t[1].data, "fashion-mnist");
   EXPECT_LE(t[1].budget_s, 1200);
-  // full: the paper's ResNet-110 and schedule on all the data, 1000 samples per length
+  // paper: the paper's 54 blocks and its ~15-layer plain control, all of Fashion-MNIST, E3/E4 on
+  // 2000 test images, about two hours
   EXPECT_EQ(t[2].model, "preresnet110");
-  EXPECT_EQ(t[2].epochs, 164);
-  EXPECT_EQ(t[2].batch_size, 128);
-  EXPECT_DOUBLE_EQ(t[2].lr, 0.1);
-  EXPECT_EQ(t[2].milestones, (std::vector<double>{0.5, 0.75}));
+  EXPECT_EQ(t[2].plain_model, "plain14");
   EXPECT_EQ(t[2].train_subset, 0);
   EXPECT_EQ(t[2].test_subset, 0);
-  EXPECT_EQ(t[2].grad_samples, 1000);
+  EXPECT_EQ(t[2].random_test_subset, 2000);
+  EXPECT_LE(t[2].budget_s, 7200);
+  // full: the paper's ResNet-110 and schedule on all the data, 1000 samples per length
+  EXPECT_EQ(t[3].model, "preresnet110");
+  EXPECT_EQ(t[3].epochs, 164);
+  EXPECT_EQ(t[3].batch_size, 128);
+  EXPECT_DOUBLE_EQ(t[3].lr, 0.1);
+  EXPECT_EQ(t[3].milestones, (std::vector<double>{0.5, 0.75}));
+  EXPECT_EQ(t[3].train_subset, 0);
+  EXPECT_EQ(t[3].test_subset, 0);
+  EXPECT_EQ(t[3].grad_samples, 1000);
   const std::string text = repro::presets_table();
-  for (const char* s : {"smoke", "quick", "full", "preresnet56", "preresnet110", "fashion-mnist"})
+  for (const char* s : {"smoke", "quick", "paper", "full", "preresnet56", "preresnet110", "plain14", "fashion-mnist"})
     EXPECT_NE(text.find(s), std::string::npos) << s;
 }
 

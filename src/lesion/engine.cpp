@@ -79,6 +79,8 @@ nlohmann::json EngineStats::to_json() const {
           {"shortcut_evaluations", shortcut_evaluations},
           {"head_evaluations", head_evaluations},
           {"gflop", flops / 1e9},
+          {"data_seconds", data_seconds},
+          {"data_share", seconds > 0 ? data_seconds / seconds : 0.0},
           {"seconds", seconds},
           {"gflop_per_s", seconds > 0 ? flops / 1e9 / seconds : 0.0}};
 }
@@ -235,12 +237,17 @@ std::vector<Metrics> evaluate_plans(models::Network& net, const std::vector<Plan
   {
     torch::InferenceMode guard;
     Walker walker{net, trie, opts, metrics};
-    for (int64_t a = start; a < n; a += opts.batch_size_) {
+    data::LoaderOptions lo;
+    lo.batch_size = opts.batch_size_;
+    lo.start = start;
+    data::Loader loader(split, norm, lo, /*epoch=*/0);
+    data::Batch batch;
+    for (int64_t a = start; loader.next(batch); a += opts.batch_size_) {
       apply_thread_policy();
       const int64_t b = std::min(n, a + opts.batch_size_);
-      Tensor x = norm.apply(split.images.slice(0, a, b)).to(device);  // (B, C, H, W)
+      Tensor x = batch.images.to(device);  // (B, C, H, W)
       if (opts.channels_last_) x = x.contiguous(at::MemoryFormat::ChannelsLast);
-      const Tensor labels = split.labels.slice(0, a, b).to(device);  // (B)
+      const Tensor labels = batch.labels.to(device);  // (B)
       if (opts.engine_ == Engine::Prefix) {
         walker.labels = &labels;
         walker.first = a;
@@ -260,10 +267,11 @@ std::vector<Metrics> evaluate_plans(models::Network& net, const std::vector<Plan
         }
       }
       st.batches += 1;
-      st.images += b - a;
+      st.images += batch.labels.size(0);  // fewer than b - a when unreadable files were skipped
       if (progress) progress->update(b - start, fmt::format("{} plans, {} engine", plans.size(), engine_name(opts.engine_)));
       if (opts.on_batch_) opts.on_batch_(b, metrics);
     }
+    st.data_seconds = loader.wait_seconds();
   }
   if (progress) progress->finish(fmt::format("{} plans, {} engine", plans.size(), engine_name(opts.engine_)));
   net->train(was_training);

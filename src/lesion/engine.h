@@ -94,6 +94,7 @@ struct EngineStats {
   int64_t head_evaluations = 0;
   double flops = 0;    ///< conv + linear FLOPs actually computed (multiply-add = 2)
   double seconds = 0;  ///< wall time of the run
+  double data_seconds = 0;  ///< of which waiting for images (decoding of streamed splits)
   nlohmann::json to_json() const;
 };
 

@@ -153,7 +153,7 @@ LoadedNetwork random_network(const std::string& model, uint64_t seed, const data
                                 .num_classes(ds.num_classes)
                                 .shortcut(shortcut));
   out.net->eval();
-  out.norm = data::Normalizer::fit(ds.train.images);
+  out.norm = data::Normalizer::for_dataset(ds, ds.train);
   out.data_spec = ds.spec.str();
   return out;
 }

@@ -305,7 +305,7 @@ TrainSummary train(const TrainOptions& opts_in) {
     train_split = rest;
   }
   data::Split test_split = data::take_subset(ds.test, o.test_subset);
-  data::Normalizer norm = data::Normalizer::fit(train_split.images);
+  data::Normalizer norm = data::Normalizer::for_dataset(ds, train_split);
 
   torch::manual_seed(o.seed);
   models::Network net(models::NetworkOptions(o.model)
