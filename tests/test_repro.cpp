@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "core/hash.h"
 #include "repro/repro.h"
 
 namespace fs = std::filesystem;
@@ -165,9 +166,9 @@ TEST(ReproSizes, SmallerNetworksScaleAndClip) {
 }
 
 TEST(ReproHash, Fnv1aMatchesPublishedVectors) {
-  EXPECT_EQ(repro::fnv1a_hex(""), "cbf29ce484222325");
-  EXPECT_EQ(repro::fnv1a_hex("a"), "af63dc4c8601ec8c");
-  EXPECT_EQ(repro::fnv1a_hex("foobar"), "85944171f73967e8");
+  EXPECT_EQ(fnv1a_hex(""), "cbf29ce484222325");
+  EXPECT_EQ(fnv1a_hex("a"), "af63dc4c8601ec8c");
+  EXPECT_EQ(fnv1a_hex("foobar"), "85944171f73967e8");
 }
 
 // ---- the smoke preset end to end --------------------------------------------------------------

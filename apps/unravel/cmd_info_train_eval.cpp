@@ -77,7 +77,7 @@ struct PlanFlags {
 
 void add_info_command(CLI::App& app) {
   struct Opts {
-    std::string model, run, input = "1x28x28", shortcut = "A", json_path;
+    std::string model, run, input = "1x28x28", shortcut, json_path;
     int64_t classes = 10;
   };
   auto o = std::make_shared<Opts>();
@@ -86,7 +86,7 @@ void add_info_command(CLI::App& app) {
   c->add_option("--run", o->run, "a run directory (its model and input shape)");
   c->add_option("--input", o->input, "input shape CxHxW for --model")->capture_default_str();
   c->add_option("--classes", o->classes, "number of classes for --model")->capture_default_str();
-  c->add_option("--shortcut", o->shortcut, "A (parameter-free) or B (1x1 conv + BN)")->capture_default_str();
+  c->add_option("--shortcut", o->shortcut, "A (parameter-free) or B (1x1 conv + BN); default: A for CIFAR-style families, B for ImageNet ones");
   c->add_option("--json", o->json_path, "write {model, num_parameters, blocks: [...]} to FILE");
   c->callback([o] {
     if (o->model.empty() == o->run.empty()) throw UserError("info: give exactly one of --model NAME or --run DIR");
@@ -136,7 +136,7 @@ void add_train_command(CLI::App& app) {
   c->add_option("--milestones", *milestones, "step schedule: fractions of the run where lr is multiplied by --gamma")->capture_default_str();
   c->add_option("--gamma", o->gamma, "step schedule factor")->capture_default_str();
   c->add_option("--warmup", o->warmup_epochs, "epochs of linear warm-up from lr/10")->capture_default_str();
-  c->add_option("--shortcut", o->shortcut, "A (subsample + zero channels) or B (1x1 conv + BN)")->capture_default_str();
+  c->add_option("--shortcut", o->shortcut, "A (subsample + zero channels) or B (1x1 conv + BN); default: A for CIFAR-style families, B for ImageNet ones");
   c->add_option("--stochastic-depth", o->stochastic_depth,
                 "p_L of stochastic depth (survival decays linearly to p_L; residuals scaled by p_l at test time); 0 = off")->capture_default_str();
   c->add_option("--sd-mode", o->sd_mode, "stochastic depth draws: batch (one per mini-batch) or sample (per image)")->capture_default_str();

@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "core/errors.h"
+#include "core/hash.h"
 #include "core/util.h"
 
 namespace unravel::lesion {
@@ -48,17 +49,16 @@ std::vector<Lesion> generate_lesions(const LesionOptions& o, const Plan& base,
 
 namespace {
 
-// FNV-1a over the bytes of every parameter and buffer: the progress file belongs to these weights.
+// The fingerprint of every parameter and buffer: the progress file belongs to these weights.
 std::string weights_fingerprint(const models::Network& net) {
-  uint64_t h = 1469598103934665603ULL;
+  uint64_t h = kFnvOffset;
   auto feed = [&h](const torch::Tensor& t) {
     const torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
-    const auto* p = static_cast<const unsigned char*>(c.data_ptr());
-    for (size_t i = 0, m = c.numel() * c.element_size(); i < m; ++i) h = (h ^ p[i]) * 1099511628211ULL;
+    h = fnv1a64(c.data_ptr(), static_cast<size_t>(c.numel()) * c.element_size(), h);
   };
   for (const auto& t : net->parameters()) feed(t);
   for (const auto& t : net->buffers()) feed(t);
-  return fmt::format("{:016x}", h);
+  return hex64(h);
 }
 
 // What a progress file must agree on to be continued.

@@ -7,6 +7,7 @@
 #include <regex>
 
 #include "core/errors.h"
+#include "core/util.h"
 
 namespace unravel::models {
 
@@ -16,19 +17,79 @@ using torch::Tensor;
 // ----------------------------------------------------------------------------------------------
 // Model names
 
+const char* family_name(Family f) {
+  return f == Family::ResNet ? "resnet" : f == Family::PreResNet ? "preresnet" : "plain";
+}
+
+namespace {
+
+// torchvision.models' ResNets (0.14): block type, blocks per stage, groups, width per group.
+struct TorchvisionArch {
+  const char* name;
+  bool bottleneck;
+  std::vector<int> blocks;
+  int64_t groups, width_per_group;
+  int depth;
+};
+
+const std::vector<TorchvisionArch>& torchvision_table() {
+  static const std::vector<TorchvisionArch> t = {
+      {"resnet18", false, {2, 2, 2, 2}, 1, 64, 18},
+      {"resnet34", false, {3, 4, 6, 3}, 1, 64, 34},
+      {"resnet50", true, {3, 4, 6, 3}, 1, 64, 50},
+      {"resnet101", true, {3, 4, 23, 3}, 1, 64, 101},
+      {"resnet152", true, {3, 8, 36, 3}, 1, 64, 152},
+      {"wide_resnet50_2", true, {3, 4, 6, 3}, 1, 128, 50},
+      {"wide_resnet101_2", true, {3, 4, 23, 3}, 1, 128, 101},
+      {"resnext50_32x4d", true, {3, 4, 6, 3}, 32, 4, 50},
+      {"resnext101_32x8d", true, {3, 4, 23, 3}, 32, 8, 101},
+      {"resnext101_64x4d", true, {3, 4, 23, 3}, 64, 4, 101},
+  };
+  return t;
+}
+
+}  // namespace
+
+const std::vector<std::string>& ModelSpec::torchvision_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (const auto& a : torchvision_table()) v.push_back(a.name);
+    return v;
+  }();
+  return names;
+}
+
 ModelSpec ModelSpec::parse(const std::string& name) {
+  ModelSpec s;
+  s.name = name;
+  for (const auto& a : torchvision_table()) {
+    if (name != a.name) continue;
+    s.family = Family::ResNet;
+    s.bottleneck = a.bottleneck;
+    s.imagenet = true;
+    s.blocks_per_stage = a.blocks;
+    s.groups = a.groups;
+    s.width_per_group = a.width_per_group;
+    s.depth = a.depth;
+    s.torchvision = true;
+    s.default_shortcut = "B";
+    return s;
+  }
   static const std::regex re("^(resnet|preresnet|plain)([0-9]{1,5})$");
   std::smatch m;
   const std::string help =
-      "use resnetN, preresnetN or plainN with N = 6n+2 (8, 14, 20, 32, 44, 56, 110, ...), or "
-      "resnet50/101/152/200 and preresnet50/101/152/200 (bottleneck)";
-  if (!std::regex_match(name, m, re)) throw UserError(fmt::format("unknown model '{}': {}", name, help));
-  ModelSpec s;
-  s.name = name;
-  s.family = m[1];
+      "use resnetN, preresnetN or plainN with N = 6n+2 (8, 14, 20, 32, 44, 56, 110, ...), torchvision's "
+      "resnet18/34/50/101/152, wide_resnet50_2/101_2, resnext50_32x4d/101_32x8d/101_64x4d, or resnet200 "
+      "and preresnet50/101/152/200 (bottleneck)";
+  if (!std::regex_match(name, m, re)) throw UserError(fmt::format("unknown model '{}': {}", elide_middle(name), help));
+  s.family = m[1] == "resnet" ? Family::ResNet : m[1] == "preresnet" ? Family::PreResNet : Family::Plain;
   s.depth = std::stoi(m[2]);
-  if (s.family != "plain" && (s.depth == 50 || s.depth == 101 || s.depth == 152 || s.depth == 200)) {
+  if (s.family != Family::Plain && (s.depth == 50 || s.depth == 101 || s.depth == 152 || s.depth == 200)) {
+    // resnet50/101/152 are torchvision's (above); resnet200 and the pre-activation ones are the
+    // same layout (He et al.'s ImageNet ResNets, projection shortcuts)
     s.bottleneck = true;
+    s.imagenet = true;
+    s.default_shortcut = "B";
     s.blocks_per_stage = s.depth == 50    ? std::vector<int>{3, 4, 6, 3}
                          : s.depth == 101 ? std::vector<int>{3, 4, 23, 3}
                          : s.depth == 152 ? std::vector<int>{3, 8, 36, 3}
@@ -47,9 +108,9 @@ ModelSpec ModelSpec::parse(const std::string& name) {
 
 namespace {
 
-torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride) {
+torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride, int64_t groups = 1) {
   return torch::nn::Conv2d(
-      torch::nn::Conv2dOptions(in, out, k).stride(stride).padding(k / 2).bias(false));
+      torch::nn::Conv2dOptions(in, out, k).stride(stride).padding(k / 2).groups(groups).bias(false));
 }
 
 torch::nn::BatchNorm2d bn(int64_t c) { return torch::nn::BatchNorm2d(c); }
@@ -169,16 +230,18 @@ class PreActBlock : public BlockImpl {
   bool folded = false;
 };
 
-// Bottleneck block (1x1 reduce, 3x3 with the stride, 1x1 expand), post- or pre-activation.
+// Bottleneck block (1x1 reduce to `width`, 3x3 with the stride and `groups`, 1x1 expand to
+// `out`), post- or pre-activation. torchvision: width = planes * width_per_group / 64 * groups,
+// out = 4 * planes.
 class BottleneckBlock : public BlockImpl {
  public:
-  BottleneckBlock(int64_t in, int64_t width, int64_t stride, const std::string& shortcut, bool preact)
+  BottleneckBlock(int64_t in, int64_t width, int64_t out, int64_t stride, int64_t groups, const std::string& shortcut,
+                  bool preact)
       : preact_(preact) {
-    const int64_t out = width * 4;
     if (preact) bn0 = register_module("bn0", bn(in));
     conv1 = register_module("conv1", conv(in, width, 1, 1));
     bn1 = register_module("bn1", bn(width));
-    conv2 = register_module("conv2", conv(width, width, 3, stride));
+    conv2 = register_module("conv2", conv(width, width, 3, stride, groups));
     bn2 = register_module("bn2", bn(width));
     conv3 = register_module("conv3", conv(width, out, 1, 1));
     if (!preact) bn3 = register_module("bn3", bn(out));
@@ -211,11 +274,11 @@ class BottleneckBlock : public BlockImpl {
   bool folded = false;
 };
 
-// Post-activation stem: conv-BN-ReLU (bottleneck nets add a 3x3/2 max-pool), foldable.
+// Post-activation stem: conv-BN-ReLU (ImageNet nets: 7x7/2 and a 3x3/2 max-pool), foldable.
 class StemImpl : public torch::nn::Module {
  public:
-  StemImpl(int64_t in, int64_t out, bool bottleneck, bool with_bn) : pool_(bottleneck), with_bn_(with_bn) {
-    conv1 = register_module("conv", conv(in, out, bottleneck ? 7 : 3, bottleneck ? 2 : 1));
+  StemImpl(int64_t in, int64_t out, bool imagenet, bool with_bn) : pool_(imagenet), with_bn_(with_bn) {
+    conv1 = register_module("conv", conv(in, out, imagenet ? 7 : 3, imagenet ? 2 : 1));
     if (with_bn) bn1 = register_module("bn", bn(out));
   }
   Tensor forward(const Tensor& x) {
@@ -296,44 +359,51 @@ Tensor BlockImpl::run(const Tensor& x, const Step& step, const StepExtras* extra
 // The network
 
 NetworkImpl::NetworkImpl(const NetworkOptions& opts) : opts_(opts), spec_(ModelSpec::parse(opts.model_)) {
+  if (opts_.shortcut_.empty()) opts_.shortcut_ = spec_.default_shortcut;
   if (opts_.shortcut_ != "A" && opts_.shortcut_ != "B")
-    throw UserError(fmt::format("--shortcut must be A or B, got '{}'", opts_.shortcut_));
-  if (opts_.in_channels_ < 1 || opts_.height_ < 1 || opts_.width_ < 1 || opts_.num_classes_ < 2)
+    throw UserError(fmt::format("shortcut must be A or B, got '{}'", elide_middle(opts_.shortcut_)));
+  if (opts_.in_channels_ < 1 || opts_.height_ < 1 || opts_.width_ < 1 || opts_.num_classes_ < 2 ||
+      opts_.in_channels_ > 64 || opts_.height_ > 8192 || opts_.width_ > 8192 || opts_.num_classes_ > 1000000)
     throw UserError(fmt::format("invalid network input {}x{}x{} with {} classes", opts_.in_channels_,
                                 opts_.height_, opts_.width_, opts_.num_classes_));
-  const bool preact = spec_.family == "preresnet";
-  const bool skip = spec_.family != "plain";
+  const bool preact = spec_.family == Family::PreResNet;
+  const bool skip = spec_.family != Family::Plain;
   auto blocks = register_module("blocks", std::make_shared<torch::nn::Module>());
   int64_t channels = 0;
   Stem stem{nullptr};
-  if (spec_.bottleneck) {
-    stem = Stem(opts_.in_channels_, 64, /*bottleneck=*/true, /*with_bn=*/true);
+  auto add_block = [&](std::shared_ptr<BlockImpl> b, size_t stage) {
+    blocks_.push_back(std::move(b));
+    infos_.push_back({});
+    infos_.back().stage = static_cast<int>(stage) + 1;
+  };
+  if (spec_.imagenet) {
+    stem = Stem(opts_.in_channels_, 64, /*imagenet=*/true, /*with_bn=*/true);
     channels = 64;
-    int64_t widths[4] = {64, 128, 256, 512};
     for (size_t st = 0; st < spec_.blocks_per_stage.size(); ++st) {
+      const int64_t planes = 64LL << st;
       for (int j = 0; j < spec_.blocks_per_stage[st]; ++j) {
         const int64_t stride = (st > 0 && j == 0) ? 2 : 1;
-        auto b = std::make_shared<BottleneckBlock>(channels, widths[st], stride, opts_.shortcut_, preact);
-        channels = widths[st] * 4;
-        blocks_.push_back(b);
-        infos_.push_back({});
-        infos_.back().stage = static_cast<int>(st) + 1;
+        if (spec_.bottleneck) {
+          const int64_t width = planes * spec_.width_per_group / 64 * spec_.groups, out = planes * 4;
+          add_block(std::make_shared<BottleneckBlock>(channels, width, out, stride, spec_.groups, opts_.shortcut_,
+                                                      preact), st);
+          channels = out;
+        } else {
+          add_block(std::make_shared<BasicBlock>(channels, planes, stride, opts_.shortcut_, skip), st);
+          channels = planes;
+        }
       }
     }
   } else {
-    stem = Stem(opts_.in_channels_, 16, /*bottleneck=*/false, /*with_bn=*/!preact);
+    stem = Stem(opts_.in_channels_, 16, /*imagenet=*/false, /*with_bn=*/!preact);
     channels = 16;
     for (size_t st = 0; st < spec_.blocks_per_stage.size(); ++st) {
       const int64_t out = 16LL << st;
       for (int j = 0; j < spec_.blocks_per_stage[st]; ++j) {
         const int64_t stride = (st > 0 && j == 0) ? 2 : 1;
-        std::shared_ptr<BlockImpl> b;
-        if (preact) b = std::make_shared<PreActBlock>(channels, out, stride, opts_.shortcut_);
-        else b = std::make_shared<BasicBlock>(channels, out, stride, opts_.shortcut_, skip);
+        if (preact) add_block(std::make_shared<PreActBlock>(channels, out, stride, opts_.shortcut_), st);
+        else add_block(std::make_shared<BasicBlock>(channels, out, stride, opts_.shortcut_, skip), st);
         channels = out;
-        blocks_.push_back(b);
-        infos_.push_back({});
-        infos_.back().stage = static_cast<int>(st) + 1;
       }
     }
   }

@@ -1,6 +1,7 @@
 // Residual networks as `stem -> blocks[1..n] -> head`, run under an execution plan (core/plan.h).
 // resnetN (post-activation), preresnetN (pre-activation), plainN (no skips: the control of E1),
-// N = 6n+2 with 16/32/64 channels; resnet50/101/152/200 and preresnet50/... bottleneck nets.
+// N = 6n+2 with 16/32/64 channels; torchvision's ImageNet ResNets (resnet18/34/50/101/152,
+// wide_resnet50_2/101_2, resnext50_32x4d/101_32x8d/101_64x4d) and resnet200, preresnet50-200.
 #pragma once
 #include <torch/torch.h>
 
@@ -13,14 +14,25 @@
 
 namespace unravel::models {
 
+enum class Family { ResNet, PreResNet, Plain };
+const char* family_name(Family f);  // "resnet", "preresnet", "plain"
+
 struct ModelSpec {
-  std::string name;                    // as given: "preresnet110"
-  std::string family;                  // "resnet" | "preresnet" | "plain"
-  bool bottleneck = false;             // ImageNet-style bottleneck blocks
-  std::vector<int> blocks_per_stage;   // {18,18,18} for preresnet110
+  std::string name;                    // as given: "preresnet110", "resnet50", "resnext50_32x4d"
+  Family family = Family::PreResNet;   // post-activation, pre-activation or no skips
+  bool bottleneck = false;             // 1x1-3x3-1x1 blocks (else two 3x3 convolutions)
+  bool imagenet = false;               // 7x7/2 stem + 3x3/2 max-pool, widths 64-512 (else CIFAR:
+                                       // 3x3 stem, widths 16-64)
+  std::vector<int> blocks_per_stage;   // {18,18,18} for preresnet110, {3,4,6,3} for resnet50
   int depth = 0;
+  int64_t groups = 1;                  // grouped 3x3 convolutions of bottlenecks (ResNeXt)
+  int64_t width_per_group = 64;        // bottleneck width = planes * width_per_group / 64 * groups
+  bool torchvision = false;            // torchvision.models.<name>: its layout and parameter names
+  std::string default_shortcut = "A";  // what --shortcut means when not given
   // Throws UserError("unknown model 'x': ...") for names that are not one of the families.
   static ModelSpec parse(const std::string& name);
+  // Every torchvision architecture unravel builds (--arch of `unravel import`).
+  static const std::vector<std::string>& torchvision_names();
 };
 
 struct NetworkOptions {
@@ -33,12 +45,13 @@ struct NetworkOptions {
   /// input height and width (shapes in the block table follow from them)
   NetworkOptions& input_size(int64_t h, int64_t w) { height_ = h; width_ = w; return *this; }
   NetworkOptions& num_classes(int64_t v) { num_classes_ = v; return *this; }
-  /// "A" (subsample + zero channels, no parameters) or "B" (1x1 conv + BN)
+  /// "A" (subsample + zero channels, no parameters), "B" (1x1 conv + BN), "" (the family's:
+  /// A for the CIFAR families, B for the ImageNet ones, as in torchvision)
   NetworkOptions& shortcut(std::string v) { shortcut_ = std::move(v); return *this; }
 
   std::string model_ = "preresnet20";
   int64_t in_channels_ = 3, height_ = 32, width_ = 32, num_classes_ = 10;
-  std::string shortcut_ = "A";
+  std::string shortcut_;
 };
 
 // Per-sample extras for one step of a plan (training with per-sample stochastic depth, and the

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "core/errors.h"
+#include "core/hash.h"
 #include "core/util.h"
 #include "data/dataset.h"
 #include "lesion/lesion.h"
@@ -212,14 +213,6 @@ json Sizes::to_json() const {
           {"e8_x", x}};
 }
 
-std::string fnv1a_hex(const std::string& bytes) {
-  uint64_t h = 14695981039346656037ULL;  // FNV-1a 64 offset basis
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return fmt::format("{:016x}", h);
-}
 
 // ---- the reproduction --------------------------------------------------------------------------
 

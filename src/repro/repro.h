@@ -98,7 +98,5 @@ ReproResult run_repro(const ReproOptions& options);
 // Our numbers beside the paper's (report::compare_with_paper), as an aligned text table.
 std::string summary_table(const nlohmann::json& results);
 
-// FNV-1a 64 of bytes, as 16 hex digits: the cache keys of steps and checkpoints.
-std::string fnv1a_hex(const std::string& bytes);
 
 }  // namespace unravel::repro

@@ -7,10 +7,10 @@
 #include <memory>
 
 #include "core/errors.h"
+#include "core/run_dir.h"
 #include "core/threads.h"
 #include "core/util.h"
 #include "train/checkpoint.h"
-#include "train/trainer.h"
 
 namespace unravel {
 
@@ -60,85 +60,43 @@ torch::Device parse_device(const std::string& name) {
 }
 
 // ----------------------------------------------------------------------------------------------
-// Checkpoints
-
-void save_tensors_atomic(const std::string& path, const TensorMap& tensors) {
-  c10::Dict<std::string, torch::Tensor> dict;
-  for (const auto& [k, v] : tensors) dict.insert(k, v.detach().to(torch::kCPU).contiguous());
-  std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
-  write_file_atomic(path, std::string(bytes.begin(), bytes.end()));
-}
-
-TensorMap load_tensors(const std::string& path) {
-  std::string bytes = read_text_file(path, kMaxCheckpointBytes);
-  TensorMap out;
-  try {
-    auto iv = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
-    for (const auto& kv : iv.toGenericDict()) out[kv.key().toStringRef()] = kv.value().toTensor();
-  } catch (const c10::Error& e) {
-    throw UserError(fmt::format("{}: not a readable unravel checkpoint ({})", path,
-                                std::string(e.what_without_backtrace()).substr(0, 120)));
-  }
-  return out;
-}
-
-TensorMap network_state(models::Network& net) {
-  TensorMap m;
-  for (const auto& p : net->named_parameters()) m["param." + p.key()] = p.value().detach().to(torch::kCPU).clone();
-  for (const auto& b : net->named_buffers()) m["buffer." + b.key()] = b.value().detach().to(torch::kCPU).clone();
-  return m;
-}
-
-void load_network_state(models::Network& net, const TensorMap& tensors, const std::string& path) {
-  torch::NoGradGuard ng;
-  auto load = [&](const std::string& key, torch::Tensor& dst) {
-    auto it = tensors.find(key);
-    if (it == tensors.end())
-      throw UserError(fmt::format("{}: checkpoint has no tensor '{}': it was saved from a different architecture than {}",
-                                  path, key, net->spec().name));
-    if (it->second.sizes() != dst.sizes())
-      throw UserError(fmt::format("{}: tensor '{}' has shape {} in the checkpoint but {} in {}: a different architecture",
-                                  path, key, fmt::join(it->second.sizes(), "x"), fmt::join(dst.sizes(), "x"),
-                                  net->spec().name));
-    dst.copy_(it->second);
-  };
-  size_t expected = 0;
-  for (auto& p : net->named_parameters()) { load("param." + p.key(), p.value()); ++expected; }
-  for (auto& b : net->named_buffers()) { load("buffer." + b.key(), b.value()); ++expected; }
-  size_t present = 0;
-  for (const auto& kv : tensors)
-    if (kv.first.rfind("param.", 0) == 0 || kv.first.rfind("buffer.", 0) == 0) ++present;
-  if (present != expected)
-    throw UserError(fmt::format("{}: checkpoint holds {} model tensors but {} has {}: a different architecture",
-                                path, present, net->spec().name, expected));
-}
-
-// ----------------------------------------------------------------------------------------------
 // Networks for experiments
 
+models::Network build_network(const RunConfig& c) {
+  models::Network net(models::NetworkOptions(c.model)
+                          .in_channels(c.network.in_channels)
+                          .input_size(c.network.height, c.network.width)
+                          .num_classes(c.network.num_classes)
+                          .shortcut(c.network.shortcut));
+  net->set_residual_scales(c.residual_scales);
+  return net;
+}
+
 LoadedNetwork load_run(const std::string& dir) {
-  const std::string cfg_path = dir + "/config.json";
-  if (!path_exists(dir)) throw UserError(fmt::format("--run {}: no such directory", dir));
-  if (!path_exists(cfg_path)) throw UserError(fmt::format("--run {}: not a run directory (no config.json)", dir));
+  const RunDirectory rd(dir);
   LoadedNetwork out;
-  out.config = read_json_file(cfg_path);
+  out.config = rd.read_config();
+  out.run_dir = dir;
   try {
-    const auto& net = out.config.at("network");
-    out.net = models::Network(models::NetworkOptions(out.config.at("model").get<std::string>())
-                                  .in_channels(net.at("in_channels").get<int64_t>())
-                                  .input_size(net.at("height").get<int64_t>(), net.at("width").get<int64_t>())
-                                  .num_classes(net.at("num_classes").get<int64_t>())
-                                  .shortcut(net.at("shortcut").get<std::string>()));
-    out.net->set_residual_scales(out.config.at("residual_scales").get<std::vector<double>>());
-    out.norm.mean = out.config.at("normalizer").at("mean").get<std::vector<double>>();
-    out.norm.std = out.config.at("normalizer").at("std").get<std::vector<double>>();
-    out.data_spec = out.config.at("data").get<std::string>();
-  } catch (const nlohmann::json::exception& e) {
-    throw UserError(fmt::format("{}: missing or malformed field ({})", cfg_path, e.what()));
+    out.net = build_network(out.config);
+  } catch (const UserError& e) {
+    throw UserError(fmt::format("{}: {}", rd.config_path(), e.what()));
   }
-  const std::string ckpt = dir + "/checkpoint.pt";
-  if (!path_exists(ckpt)) throw UserError(fmt::format("--run {}: no checkpoint.pt yet (has the run finished an epoch?)", dir));
-  load_network_state(out.net, load_tensors(ckpt), ckpt);
+  out.norm.mean = out.config.mean;
+  out.norm.std = out.config.std;
+  out.data_spec = out.config.data;
+  if (!rd.has_checkpoint())
+    throw UserError(fmt::format("--run {}: no checkpoint.pt yet (has the run finished an epoch?)", dir));
+  const RunDirectory::CheckpointState st = rd.checkpoint_state();
+  if (st.recorded && !st.consistent)
+    throw UserError(fmt::format("--run {}: checkpoint.pt is not the one summary.json records (the run stopped "
+                                "between the two writes, or a file was changed): resume the run to repair it",
+                                dir));
+  const TensorMap tensors = load_tensors(rd.checkpoint_path());
+  load_network_state(out.net, tensors, rd.checkpoint_path());
+  out.checkpoint = st.ref;
+  auto epoch = tensors.find("epoch");
+  if (epoch != tensors.end() && epoch->second.numel() == 1) out.checkpoint.epoch = static_cast<int>(epoch->second.item<int64_t>());
   out.net->eval();
   return out;
 }
@@ -163,12 +121,30 @@ Experiment load_experiment(const ExperimentInput& in) {
   if (!in.run_dir.empty()) {
     ex.loaded = load_run(in.run_dir);
     const std::string spec = in.data_spec.empty() ? ex.loaded.data_spec : in.data_spec;
+    if (spec.empty())
+      throw UserError(fmt::format("--run {} holds an imported network: give its images with --data "
+                                  "(e.g. tensors:FILE or imagefolder:DIR)", in.run_dir));
     ex.dataset = data::load_dataset(data::parse_data_spec(spec));
     const auto& o = ex.loaded.net->options();
     if (ex.dataset.channels != o.in_channels_ || ex.dataset.height != o.height_ || ex.dataset.width != o.width_)
-      throw UserError(fmt::format("--data {}: images are {}x{}x{} but the run was trained on {}x{}x{}", spec,
+      throw UserError(fmt::format("--data {}: images are {}x{}x{} but the network takes {}x{}x{}", spec,
                                   ex.dataset.channels, ex.dataset.height, ex.dataset.width, o.in_channels_,
                                   o.height_, o.width_));
+    for (const data::Split* s : {&ex.dataset.train, &ex.dataset.test})
+      if (s->size() > 0 && s->labels.max().item<int64_t>() >= o.num_classes_)
+        throw UserError(fmt::format("--data {}: labels go up to {} but the network has {} classes", spec,
+                                    s->labels.max().item<int64_t>(), o.num_classes_));
+    if (in.data_spec.empty() || in.data_spec == ex.loaded.data_spec) {
+      // the run's own training images: what it trained on (subset, without validation images),
+      // so that recalibration and gradients see the training distribution of this run
+      const nlohmann::json& opt = ex.loaded.config.options;
+      data::Split train = data::take_subset(ex.dataset.train, opt.value("train_subset", int64_t{0})), val;
+      if (opt.value("val_split", int64_t{0}) > 0) {
+        const data::Split all = train;
+        data::split_validation(all, opt.value("val_split", int64_t{0}), opt.value("seed", uint64_t{0}), train, val);
+      }
+      ex.dataset.train = train;
+    }
     return ex;
   }
   if (in.model.empty()) throw UserError("give --run DIR (a trained run) or --model NAME (a random network)");

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "core/run_dir.h"
 #include "data/dataset.h"
 #include "models/network.h"
 
@@ -27,15 +28,20 @@ torch::Device parse_device(const std::string& name);
 struct LoadedNetwork {
   models::Network net{nullptr};
   data::Normalizer norm;
-  std::string data_spec;   // the data set the run was trained on
-  nlohmann::json config;   // config.json of the run (empty for a random network)
+  std::string data_spec;    // the data set the run was trained on ("" for imported networks)
+  RunConfig config;         // config.json of the run (default for a random network)
+  std::string run_dir;      // "" for a random network
+  CheckpointRef checkpoint; // which weights: epoch and fingerprint of checkpoint.pt
 };
 
-// Reads DIR/config.json and the latest checkpoint. UserError names the directory or file.
+// The network a run directory describes, freshly initialised (no weights loaded).
+models::Network build_network(const RunConfig& c);
+// Reads DIR/config.json and the latest checkpoint, checked against the fingerprint summary.json
+// records for it. UserError names the directory or file.
 LoadedNetwork load_run(const std::string& dir);
 // A randomly initialised network shaped for the data set; the same seed gives the same weights.
 LoadedNetwork random_network(const std::string& model, uint64_t seed, const data::Dataset& ds,
-                             const std::string& shortcut = "A");
+                             const std::string& shortcut = "");
 
 // The common "--run DIR | --model NAME --seed S" + "--data" + "--test-subset" of the experiment
 // commands: loads the network and the data (the run's data set unless data_spec is given).
@@ -44,7 +50,7 @@ struct ExperimentInput {
   std::string model;            ///< random network of this name
   uint64_t seed = 0;            ///< seed of the random network
   std::string data_spec;        ///< empty: the run's data set, else fashion-mnist
-  std::string shortcut = "A";   ///< for a random network
+  std::string shortcut;         ///< for a random network ("": the family's default)
 };
 struct Experiment {
   LoadedNetwork loaded;

@@ -1,5 +1,6 @@
-// The training loop: SGD written out (so momentum buffers are named and checkpointed),
-// schedules, sampled plans (stochastic depth, k active blocks), run directory and resume.
+// The training loop into a run directory: sampled plans per mini-batch (stochastic depth, k
+// active blocks), data-parallel shards, one writer per directory, atomic checkpoints, summaries
+// that name the checkpoint they describe, and exact resumption.
 #include "train/trainer.h"
 
 #include <fmt/format.h>
@@ -7,10 +8,11 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
-#include <numeric>
-#include <sstream>
+#include <optional>
 
 #include "core/errors.h"
+#include "core/hash.h"
+#include "core/run_dir.h"
 #include "core/util.h"
 #include "data/dataset.h"
 #include "models/network.h"
@@ -18,6 +20,7 @@
 #include "train/distributed.h"
 #include "train/evaluate.h"
 #include "train/run.h"
+#include "train/sgd.h"
 
 namespace unravel {
 
@@ -112,48 +115,6 @@ const char* kRunDefining[] = {"model", "data", "batch_size", "lr", "momentum", "
                               "stochastic_depth", "sd_mode", "active_blocks", "augment", "train_subset",
                               "val_split", "seed"};
 
-// SGD with momentum and weight decay, as torch.optim.SGD (dampening 0): d = g + wd p;
-// buf = d (first step), buf = m buf + d; step = nesterov ? d + m buf : buf; p -= lr step.
-class Sgd {
- public:
-  Sgd(models::Network& net, const TrainOptions& o) : o_(o) {
-    for (auto& p : net->named_parameters()) params_.emplace_back(p.key(), p.value());
-  }
-  void zero_grad() {
-    for (auto& [n, p] : params_)
-      if (p.grad().defined()) p.mutable_grad() = torch::Tensor();
-  }
-  void step(double lr) {
-    torch::NoGradGuard ng;
-    for (auto& [name, p] : params_) {
-      if (!p.grad().defined()) continue;  // blocks skipped in this mini-batch
-      torch::Tensor d = p.grad();
-      if (o_.weight_decay != 0) d = d.add(p, o_.weight_decay);
-      if (o_.momentum != 0) {
-        auto it = buf_.find(name);
-        if (it == buf_.end()) it = buf_.emplace(name, d.clone()).first;
-        else it->second.mul_(o_.momentum).add_(d);
-        d = o_.nesterov ? d.add(it->second, o_.momentum) : it->second;
-      }
-      p.add_(d, -lr);
-    }
-  }
-  void save(TensorMap& m) const {
-    for (const auto& [n, b] : buf_) m["momentum." + n] = b.to(torch::kCPU);
-  }
-  void load(const TensorMap& m, torch::Device dev) {
-    for (const auto& [n, p] : params_) {
-      auto it = m.find("momentum." + n);
-      if (it != m.end()) buf_[n] = it->second.to(dev, p.scalar_type());
-    }
-  }
-
- private:
-  TrainOptions o_;
-  std::vector<std::pair<std::string, torch::Tensor>> params_;
-  std::map<std::string, torch::Tensor> buf_;
-};
-
 // metrics.jsonl without the records of epochs after `last_epoch` (left by an interrupted run).
 void truncate_metrics(const std::string& path, int last_epoch) {
   if (!path_exists(path)) return;
@@ -185,63 +146,6 @@ class JsonlWriter {
   std::ofstream out_;
 };
 
-// The random stream of sampled training plans (stochastic depth, k active blocks) in an epoch.
-constexpr uint64_t kStreamPlans = 1;
-Rng epoch_rng(uint64_t seed, int epoch) { return Rng::stream(mix(seed, static_cast<uint64_t>(epoch)), kStreamPlans); }
-
-}  // namespace
-
-// ----------------------------------------------------------------------------------------------
-// Schedules and sampled plans
-
-double learning_rate(const TrainOptions& o, double t) {
-  double lr = o.lr;
-  if (o.schedule == "step") {
-    for (double m : o.milestones)
-      if (t >= m * o.epochs) lr *= o.gamma;
-  } else if (o.schedule == "cosine") {
-    lr = 0.5 * o.lr * (1.0 + std::cos(M_PI * std::min(1.0, t / o.epochs)));
-  }
-  if (o.warmup_epochs > 0 && t < o.warmup_epochs) lr *= 0.1 + 0.9 * t / o.warmup_epochs;
-  return lr;
-}
-
-std::vector<double> survival_probabilities(int n, double p_last) {
-  std::vector<double> p(n);
-  for (int l = 1; l <= n; ++l) p[l - 1] = 1.0 - static_cast<double>(l) / n * (1.0 - p_last);
-  return p;
-}
-
-Plan sample_stochastic_depth(int n, double p_last, Rng& rng) {
-  Plan plan = Plan::intact(n);
-  auto p = survival_probabilities(n, p_last);
-  for (int l = 0; l < n; ++l)
-    if (rng.uniform() >= p[l]) plan.steps()[l].deleted = true;
-  return plan;
-}
-
-Plan sample_active_blocks(int n, int k, Rng& rng) {
-  if (k < 0 || k > n) throw UserError(fmt::format("--active-blocks {} is not in 0..{}", k, n));
-  Plan plan(Plan::intact(n));
-  std::vector<int> idx(n);
-  std::iota(idx.begin(), idx.end(), 0);
-  for (Step& s : plan.steps()) s.deleted = true;
-  for (int i : sample_without_replacement(idx, k, rng)) plan.steps()[i].deleted = false;
-  return plan;
-}
-
-std::vector<double> test_time_scales(const TrainOptions& o, int n_blocks) {
-  if (o.stochastic_depth > 0) return survival_probabilities(n_blocks, o.stochastic_depth);
-  if (o.active_blocks > 0 && o.active_test == "scaled")
-    return std::vector<double>(n_blocks, static_cast<double>(o.active_blocks) / n_blocks);
-  return {};
-}
-
-// ----------------------------------------------------------------------------------------------
-// The run
-
-namespace {
-
 // Every rank evaluates its shard of `split`; the counts are summed over ranks.
 Metrics evaluate_shared(Communicator& comm, models::Network& net, const Plan& plan, const data::Split& split,
                         const data::Normalizer& norm, const EvalOptions& eo) {
@@ -269,267 +173,372 @@ void average_buffers(Communicator& comm, models::Network& net) {
 
 }  // namespace
 
-TrainSummary train(const TrainOptions& opts_in) {
-  TrainOptions o = opts_in;
-  check_options(o);
-  const DistributedOptions& dist = o.dist;
-  check_distributed_options(dist);
-  const bool root = dist.rank == 0;  // writes the run directory and prints progress
-  if (!root) o.quiet = true;
-  setup_compute(o.threads);
-  const torch::Device device = rank_device(parse_device(o.device), dist.rank, dist.world_size);
-  const std::string dir = o.out, cfg_path = dir + "/config.json", ckpt_path = dir + "/checkpoint.pt",
-                    metrics_path = dir + "/metrics.jsonl", summary_path = dir + "/summary.json";
+// ----------------------------------------------------------------------------------------------
+// The run
 
-  // A directory that already holds a run: the same run continues, anything else is refused.
-  json previous = json::object();
-  if (path_exists(cfg_path)) {
-    previous = read_json_file(cfg_path);
-    json now = o.to_json();
-    for (const char* k : kRunDefining) {
-      if (previous.contains("options") && previous["options"].contains(k) && previous["options"][k] != now[k])
-        throw UserError(fmt::format("--out {} holds a run with {}={}, not {}: use another directory to start a new run",
-                                    dir, k, previous["options"][k].dump(), now[k].dump()));
+namespace {
+
+struct TrainData {
+  data::Dataset ds;
+  data::Split train, val, test;
+  data::Normalizer norm;
+};
+
+// The data set, the training subset without its validation images, the test subset, and the
+// normalisation (fitted on the training part unless the data set prescribes one).
+TrainData load_train_data(const TrainOptions& o) {
+  TrainData d;
+  d.ds = data::load_dataset(data::parse_data_spec(o.data));
+  d.train = data::take_subset(d.ds.train, o.train_subset);
+  if (o.val_split > 0) {
+    if (o.val_split >= d.train.size())
+      throw UserError(fmt::format("--val-split {} leaves no training images (the training set has {})", o.val_split,
+                                  d.train.size()));
+    const data::Split all = d.train;
+    data::split_validation(all, o.val_split, o.seed, d.train, d.val);
+  }
+  d.test = data::take_subset(d.ds.test, o.test_subset);
+  d.norm = data::Normalizer::for_dataset(d.ds, d.train);
+  return d;
+}
+
+// What one epoch of training measured.
+struct EpochStats {
+  double loss_sum = 0, seconds = 0, data_seconds = 0;
+  int64_t seen = 0, correct = 0;
+};
+
+class Trainer {
+ public:
+  explicit Trainer(const TrainOptions& in);
+  TrainSummary run();
+
+ private:
+  void check_same_run(const RunConfig& previous) const;
+  void resume();
+  RunConfig make_config(const RunConfig* previous) const;
+  Plan sample_plan(Rng& rng, int64_t batch, std::vector<models::StepExtras>& extras) const;
+  EpochStats train_epoch(int epoch, Progress& progress, int64_t& images_done);
+  json evaluate_epoch(int epoch, json& record);
+  void finish_epoch(int epoch, const EpochStats& st);
+  void repair_summary();
+
+  TrainOptions o_;
+  bool root_;
+  torch::Device device_{torch::kCPU};
+  RunDirectory rd_;
+  RunLock lock_;
+  TrainData data_;
+  models::Network net_{nullptr};
+  std::unique_ptr<Sgd> sgd_;
+  std::vector<torch::Tensor> params_;
+  std::unique_ptr<Communicator> comm_;
+  std::unique_ptr<JsonlWriter> metrics_;
+  int n_ = 0, start_epoch_ = 0;
+  bool summary_stale_ = false;
+  json previous_summary_ = json::object();
+  TrainSummary summary_;
+  double train_seconds_total_ = 0;
+};
+
+Trainer::Trainer(const TrainOptions& in) : o_(in), root_(in.dist.rank == 0), rd_(in.out) {
+  check_options(o_);
+  if (o_.shortcut.empty()) o_.shortcut = models::ModelSpec::parse(o_.model).default_shortcut;
+  check_distributed_options(o_.dist);
+  if (!root_) o_.quiet = true;
+  setup_compute(o_.threads);
+  device_ = rank_device(parse_device(o_.device), o_.dist.rank, o_.dist.world_size);
+  // One writer per run directory, before anything in it is read: a second process stops here.
+  if (root_) lock_ = rd_.open_for_writing("run directory");
+  std::optional<RunConfig> previous;
+  if (rd_.has_config()) {
+    previous = rd_.read_config();
+    check_same_run(*previous);
+  }
+  data_ = load_train_data(o_);
+  torch::manual_seed(o_.seed);
+  net_ = models::Network(models::NetworkOptions(o_.model)
+                             .in_channels(data_.ds.channels)
+                             .input_size(data_.ds.height, data_.ds.width)
+                             .num_classes(data_.ds.num_classes)
+                             .shortcut(o_.shortcut));
+  n_ = net_->num_blocks();
+  if (o_.active_blocks > n_)
+    throw UserError(fmt::format("--active-blocks {} exceeds the {} blocks of {}", o_.active_blocks, n_, o_.model));
+  net_->set_residual_scales(test_time_scales(o_, n_));
+  net_->to(device_);
+  std::vector<std::pair<std::string, torch::Tensor>> named;
+  for (auto& p : net_->named_parameters()) named.emplace_back(p.key(), p.value());
+  sgd_ = std::make_unique<Sgd>(named, SgdOptions{o_.momentum, o_.weight_decay, o_.nesterov});
+  params_ = net_->parameters();
+  if (o_.dist.world_size > 1 && !in.quiet)
+    std::cerr << fmt::format("[train] rank {} of {}: joining the others at {} (gives up after {} s)\n", o_.dist.rank,
+                             o_.dist.world_size, o_.dist.store, o_.dist.timeout_s);
+  comm_ = std::make_unique<Communicator>(o_.dist);  // waits for every rank
+  resume();
+  if (root_) rd_.write_config(make_config(previous ? &*previous : nullptr));
+}
+
+// A directory that already holds a run: the same run continues, anything else is refused.
+void Trainer::check_same_run(const RunConfig& previous) const {
+  if (previous.command != "train")
+    throw UserError(fmt::format("run directory {} holds an imported network, not a training run: use another "
+                                "directory", o_.out));
+  const json now = o_.to_json();
+  for (const char* k : kRunDefining)
+    if (previous.options.contains(k) && previous.options[k] != now[k])
+      throw UserError(fmt::format("run directory {} holds a run with {}={}, not {}: use another directory to start "
+                                  "a new run", o_.out, k, elide_middle(previous.options[k].dump()),
+                                  elide_middle(now[k].dump())));
+}
+
+// Weights, momentum and epoch from the checkpoint; a summary that does not describe it (the
+// process stopped between the two writes) is marked stale and rewritten.
+void Trainer::resume() {
+  if (!rd_.has_checkpoint()) {
+    if (root_) truncate_metrics(rd_.metrics_path(), 0);
+    return;
+  }
+  const TensorMap ck = load_tensors(rd_.checkpoint_path());
+  load_network_state(net_, ck, rd_.checkpoint_path());
+  sgd_->load(ck, device_);
+  auto epoch = ck.find("epoch");
+  if (epoch == ck.end() || epoch->second.numel() != 1 || epoch->second.is_floating_point())
+    throw UserError(fmt::format("{}: no integer \"epoch\" entry: not a checkpoint of `unravel train`",
+                                rd_.checkpoint_path()));
+  start_epoch_ = static_cast<int>(epoch->second.item<int64_t>());
+  if (start_epoch_ < 1 || start_epoch_ > 1000000)
+    throw UserError(fmt::format("{}: epoch {} is out of range", rd_.checkpoint_path(), start_epoch_));
+  previous_summary_ = rd_.read_summary();
+  const RunDirectory::CheckpointState st = rd_.checkpoint_state();
+  summary_stale_ = !st.consistent || previous_summary_.value("epochs", 0) != start_epoch_;
+  train_seconds_total_ = previous_summary_.value("train_seconds", 0.0);
+  summary_.best_val_error = previous_summary_.value("best_val_error", 1.0);
+  summary_.best_val_epoch = previous_summary_.value("best_val_epoch", 0);
+  summary_.epochs_done = start_epoch_;
+  if (root_) truncate_metrics(rd_.metrics_path(), start_epoch_);
+  if (!o_.quiet)
+    std::cerr << fmt::format("[train] resuming {} from epoch {} of {}\n", o_.out, start_epoch_, o_.epochs);
+}
+
+RunConfig Trainer::make_config(const RunConfig* previous) const {
+  RunConfig c;
+  c.command = "train";
+  c.model = o_.model;
+  c.data = data_.ds.spec.str();
+  c.seed = o_.seed;
+  c.options = o_.to_json();
+  c.network = {data_.ds.channels, data_.ds.height, data_.ds.width, data_.ds.num_classes, o_.shortcut, n_,
+               net_->num_parameters()};
+  c.mean = data_.norm.mean;
+  c.std = data_.norm.std;
+  c.residual_scales = net_->residual_scales();
+  c.class_names = data_.ds.class_names;
+  c.sizes = {{"train", data_.train.size()}, {"val", data_.val.size()}, {"test", data_.test.size()}};
+  c.versions = build_info();
+  c.versions["libtorch"] = TORCH_VERSION;
+  c.threads = torch::get_num_threads();
+  c.world_size = o_.dist.world_size;
+  c.device = device_.str();
+  c.created = previous ? previous->created : iso_time_now();
+  c.updated = iso_time_now();
+  // Each change of --epochs is recorded: the step schedule's milestones are fractions of the
+  // run, so extending a run moves them (epochs already trained keep the schedule they had).
+  c.source = previous ? previous->source : json::object();
+  json history = c.source.value("epochs_history", json::array());
+  const int before = previous ? previous->options.value("epochs", o_.epochs) : o_.epochs;
+  if (history.empty() || before != o_.epochs)
+    history.push_back({{"epochs", o_.epochs}, {"from_epoch", start_epoch_}, {"at", iso_time_now()}});
+  c.source["epochs_history"] = history;
+  return c;
+}
+
+Plan Trainer::sample_plan(Rng& rng, int64_t batch, std::vector<models::StepExtras>& extras) const {
+  extras.clear();
+  if (o_.active_blocks > 0) return sample_active_blocks(n_, o_.active_blocks, rng);
+  if (o_.stochastic_depth > 0 && o_.sd_mode == "batch") return sample_stochastic_depth(n_, o_.stochastic_depth, rng);
+  if (o_.stochastic_depth > 0) {  // per image: a residual mask per block
+    const auto p = survival_probabilities(n_, o_.stochastic_depth);
+    extras.resize(n_);
+    for (int l = 0; l < n_; ++l) {
+      std::vector<float> m(static_cast<size_t>(batch));
+      for (auto& v : m) v = rng.uniform() < p[l] ? 1.0f : 0.0f;
+      extras[l].residual_mask = torch::tensor(m).to(device_);
     }
   }
+  return Plan::intact(n_);
+}
 
-  // Data: subsets, validation split, normalisation from the training part.
-  data::Dataset ds = data::load_dataset(data::parse_data_spec(o.data));
-  data::Split train_split = data::take_subset(ds.train, o.train_subset), val_split;
-  if (o.val_split > 0) {
-    if (o.val_split >= train_split.size())
-      throw UserError(fmt::format("--val-split {} leaves no training images (the training set has {})", o.val_split,
-                                  train_split.size()));
-    data::Split rest;
-    data::split_validation(train_split, o.val_split, o.seed, rest, val_split);
-    train_split = rest;
-  }
-  data::Split test_split = data::take_subset(ds.test, o.test_subset);
-  data::Normalizer norm = data::Normalizer::for_dataset(ds, train_split);
-
-  torch::manual_seed(o.seed);
-  models::Network net(models::NetworkOptions(o.model)
-                          .in_channels(ds.channels)
-                          .input_size(ds.height, ds.width)
-                          .num_classes(ds.num_classes)
-                          .shortcut(o.shortcut));
-  const int n = net->num_blocks();
-  if (o.active_blocks > n)
-    throw UserError(fmt::format("--active-blocks {} exceeds the {} blocks of {}", o.active_blocks, n, o.model));
-  net->set_residual_scales(test_time_scales(o, n));
-  net->to(device);
-  Sgd sgd(net, o);
-  std::vector<torch::Tensor> params = net->parameters();
-  if (dist.world_size > 1 && !opts_in.quiet)
-    std::cerr << fmt::format("[train] rank {} of {}: joining the others at {} (gives up after {} s)\n", dist.rank,
-                             dist.world_size, dist.store, dist.timeout_s);
-  Communicator comm(dist);  // waits for every rank
-
-  int start_epoch = 0;
-  if (path_exists(ckpt_path)) {
-    TensorMap ck = load_tensors(ckpt_path);
-    load_network_state(net, ck, ckpt_path);
-    sgd.load(ck, device);
-    start_epoch = static_cast<int>(ck.at("epoch").item<int64_t>());
-    if (root) truncate_metrics(metrics_path, start_epoch);
-    if (!o.quiet)
-      std::cerr << fmt::format("[train] resuming {} from epoch {} of {}\n", dir, start_epoch, o.epochs);
-  } else if (root) {
-    make_dirs(dir);
-    truncate_metrics(metrics_path, 0);
-  }
-
-  json info = build_info();
-  info["libtorch"] = TORCH_VERSION;
-  json cfg = {{"command", "train"},
-              {"model", o.model},
-              {"data", ds.spec.str()},
-              {"seed", o.seed},
-              {"options", o.to_json()},
-              {"network",
-               {{"in_channels", ds.channels},
-                {"height", ds.height},
-                {"width", ds.width},
-                {"num_classes", ds.num_classes},
-                {"shortcut", o.shortcut},
-                {"num_blocks", n},
-                {"num_parameters", net->num_parameters()}}},
-              {"normalizer", {{"mean", norm.mean}, {"std", norm.std}}},
-              {"residual_scales", net->residual_scales()},
-              {"class_names", ds.class_names},
-              {"sizes", {{"train", train_split.size()}, {"val", val_split.size()}, {"test", test_split.size()}}},
-              {"versions", info},
-              {"threads", torch::get_num_threads()},
-              {"world_size", dist.world_size},
-              {"device", device.str()},
-              {"created", previous.value("created", iso_time_now())},
-              {"updated", iso_time_now()}};
-  if (root) write_json_atomic(cfg_path, cfg);
-
-  TrainSummary summary;
-  json prev_summary = path_exists(summary_path) ? read_json_file(summary_path) : json::object();
-  summary.best_val_error = prev_summary.value("best_val_error", 1.0);
-  summary.best_val_epoch = prev_summary.value("best_val_epoch", 0);
-  summary.epochs_done = start_epoch;
-  if (start_epoch >= o.epochs) {
-    if (!o.quiet) std::cerr << fmt::format("[train] {} already has {} epochs; nothing to do\n", dir, start_epoch);
-    summary.json = prev_summary;
-    summary.test_error = prev_summary.value("test_error", 1.0);
-    return summary;
-  }
-
-  std::unique_ptr<JsonlWriter> metrics;
-  if (root) metrics = std::make_unique<JsonlWriter>(metrics_path);
-  EvalOptions eo;
-  eo.batch_size = o.eval_batch_size;
-  eo.device = device;
+EpochStats Trainer::train_epoch(int epoch, Progress& progress, int64_t& images_done) {
+  net_->train();
+  Rng plan_rng = training_plan_rng(o_.seed, epoch);
   data::LoaderOptions lo;
-  lo.batch_size = o.batch_size;
+  lo.batch_size = o_.batch_size;
   lo.shuffle = true;
-  lo.augment = o.augment;
-  lo.seed = o.seed;
-  const int64_t steps_per_epoch = (train_split.size() + o.batch_size - 1) / o.batch_size;
-  Progress progress("train", (std::min(o.epochs, o.stop_after > 0 ? start_epoch + o.stop_after : o.epochs) - start_epoch) * train_split.size(), "images", o.quiet ? 1e12 : 2.0);
+  lo.augment = o_.augment;
+  lo.seed = o_.seed;
+  data::Loader loader(data_.train, data_.norm, lo, epoch);
+  const int64_t steps_per_epoch = loader.num_batches();
+  EpochStats st;
+  data::Batch batch;
+  std::vector<models::StepExtras> extras;
+  const auto epoch_start = Clock::now();
+  auto t0 = Clock::now();
+  for (int64_t step = 1; loader.next(batch); ++step) {
+    apply_thread_policy();
+    st.data_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+    const double lr = learning_rate(o_, (epoch - 1) + static_cast<double>(step - 1) / steps_per_epoch);
+    const int64_t b = batch.labels.size(0);
+    const Plan plan = sample_plan(plan_rng, b, extras);
+    // This rank's shard of the mini-batch (all of it with one process); sampled plans and
+    // per-image masks were drawn for the whole batch, identically on every rank.
+    const auto [first, last] = shard_range(b, comm_->rank(), comm_->size());
+    for (auto& e : extras) e.residual_mask = e.residual_mask.slice(0, first, last);
+    sgd_->zero_grad();
+    std::vector<double> stats{0.0, 0.0};  // summed loss, correct answers (whole batch, after sync)
+    if (last > first) {
+      auto x = batch.images.slice(0, first, last).to(device_), y = batch.labels.slice(0, first, last).to(device_);
+      auto logits = net_->forward(x, plan, extras.empty() ? nullptr : &extras);
+      auto loss = torch::nn::functional::cross_entropy(logits, y);
+      stats[0] = loss.item<double>() * static_cast<double>(last - first);
+      stats[1] = static_cast<double>(logits.argmax(1).eq(y).sum().item<int64_t>());
+      loss.backward();
+    }
+    sync_gradients(*comm_, params_, last - first, b, stats);
+    const double loss_v = stats[0] / static_cast<double>(b);
+    if (!std::isfinite(loss_v))
+      throw UserError(fmt::format("loss became {} at epoch {} step {} (lr {}); stopped. The last good checkpoint "
+                                  "(epoch {}) is kept in {}: try a lower --lr or --warmup",
+                                  loss_v, epoch, step, lr, epoch - 1, o_.out));
+    sgd_->step(lr);
+    st.loss_sum += stats[0];
+    st.correct += std::llround(stats[1]);
+    st.seen += b;
+    images_done += b;
+    const double el = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+    if (root_ && step % o_.log_every == 0)
+      metrics_->write({{"type", "step"}, {"epoch", epoch}, {"step", step}, {"loss", loss_v}, {"lr", lr},
+                       {"train_error", 1.0 - static_cast<double>(st.correct) / st.seen},
+                       {"images_per_s", st.seen / el}});
+    progress.update(images_done, fmt::format("epoch {}/{} step {}/{} loss {:.4f} err {:.2f}%", epoch, o_.epochs, step,
+                                             steps_per_epoch, st.loss_sum / st.seen,
+                                             100.0 * (1.0 - static_cast<double>(st.correct) / st.seen)));
+    t0 = Clock::now();
+  }
+  st.seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
+  return st;
+}
+
+// Test (and validation) metrics of the network as it is after `epoch`: the summary's
+// evaluation fields; `record` (the epoch's metrics.jsonl line) gets the same numbers.
+json Trainer::evaluate_epoch(int epoch, json& record) {
+  EvalOptions eo;
+  eo.batch_size = o_.eval_batch_size;
+  eo.device = device_;
+  average_buffers(*comm_, net_);
+  const auto eval_start = Clock::now();
+  const Metrics test = evaluate_shared(*comm_, net_, net_->default_plan(), data_.test, data_.norm, eo);
+  const double eval_s = std::chrono::duration<double>(Clock::now() - eval_start).count();
+  json s = {{"epochs", epoch},
+            {"test_error", test.top1_error()},
+            {"test_top5_error", test.top5_error()},
+            {"test_loss", test.loss()},
+            {"test_n", test.n},
+            {"eval_images_per_s", test.n / eval_s},
+            {"num_parameters", net_->num_parameters()}};
+  record.update({{"test_error", test.top1_error()}, {"test_top5_error", test.top5_error()},
+                 {"test_loss", test.loss()}, {"eval_images_per_s", test.n / eval_s}});
+  if (data_.val.size() > 0) {
+    const Metrics val = evaluate_shared(*comm_, net_, net_->default_plan(), data_.val, data_.norm, eo);
+    record["val_error"] = val.top1_error();
+    if (val.top1_error() < summary_.best_val_error) {
+      summary_.best_val_error = val.top1_error();
+      summary_.best_val_epoch = epoch;
+    }
+    s["best_val_error"] = summary_.best_val_error;
+    s["best_val_epoch"] = summary_.best_val_epoch;
+  }
+  if (o_.active_blocks > 0) {  // both test-time conventions of short-path training
+    const Metrics all = evaluate_shared(*comm_, net_, Plan::intact(n_), data_.test, data_.norm, eo);
+    Plan scaled = Plan::intact(n_);
+    for (auto& st : scaled.steps()) st.residual_scale = static_cast<double>(o_.active_blocks) / n_;
+    const Metrics sc = evaluate_shared(*comm_, net_, scaled, data_.test, data_.norm, eo);
+    s["active_test_error"] = {{"scaled", sc.top1_error()}, {"all", all.top1_error()}, {"default", o_.active_test}};
+  }
+  summary_.epochs_done = epoch;
+  summary_.test_error = test.top1_error();
+  return s;
+}
+
+// metrics.jsonl record, checkpoint, then the summary that names the checkpoint it describes.
+void Trainer::finish_epoch(int epoch, const EpochStats& st) {
+  train_seconds_total_ += st.seconds;
+  json rec = {{"type", "epoch"},
+              {"epoch", epoch},
+              {"train_loss", st.loss_sum / st.seen},
+              {"train_error", 1.0 - static_cast<double>(st.correct) / st.seen},
+              {"lr", learning_rate(o_, epoch - 1)},
+              {"images_per_s", st.seen / st.seconds},
+              {"data_share", st.data_seconds / st.seconds},
+              {"seconds", st.seconds}};
+  json s = evaluate_epoch(epoch, rec);
+  s["train_images_per_s"] = st.seen / st.seconds;
+  s["data_share"] = st.data_seconds / st.seconds;
+  s["train_seconds"] = train_seconds_total_;
+  summary_.json = s;
+  if (root_) {
+    metrics_->write(rec);
+    TensorMap ck = network_state(net_);
+    sgd_->save(ck);
+    ck["epoch"] = torch::tensor(static_cast<int64_t>(epoch));
+    save_tensors_atomic(rd_.checkpoint_path(), ck);
+    rd_.write_summary(s, {epoch, file_fingerprint(rd_.checkpoint_path())});
+  }
+  if (!o_.quiet)
+    std::cerr << fmt::format("[train] epoch {}/{}: train loss {:.4f}, test error {:.2f}%{}, {:.0f} images/s, "
+                             "data {:.1f}% of the step\n",
+                             epoch, o_.epochs, st.loss_sum / st.seen, 100.0 * s["test_error"].get<double>(),
+                             rec.contains("val_error")
+                                 ? fmt::format(", val error {:.2f}%", 100.0 * rec["val_error"].get<double>())
+                                 : "",
+                             st.seen / st.seconds, 100.0 * st.data_seconds / st.seconds);
+}
+
+// The checkpoint is newer than the summary (stopped between the two writes): evaluate it again
+// and write the summary it should have, keeping the speed figures of the previous summary.
+void Trainer::repair_summary() {
+  if (!o_.quiet)
+    std::cerr << fmt::format("[train] {}: summary.json does not describe checkpoint.pt (epoch {}); evaluating it "
+                             "again\n", o_.out, start_epoch_);
+  json unused;
+  json s = evaluate_epoch(start_epoch_, unused);
+  for (const char* k : {"train_images_per_s", "data_share", "train_seconds"})
+    if (previous_summary_.contains(k)) s[k] = previous_summary_[k];
+  summary_.json = s;
+  if (root_) rd_.write_summary(s, {start_epoch_, file_fingerprint(rd_.checkpoint_path())});
+}
+
+TrainSummary Trainer::run() {
+  if (start_epoch_ >= o_.epochs) {
+    if (summary_stale_) repair_summary();
+    else summary_.json = previous_summary_;
+    if (!o_.quiet) std::cerr << fmt::format("[train] {} already has {} epochs; nothing to do\n", o_.out, start_epoch_);
+    summary_.test_error = summary_.json.value("test_error", 1.0);
+    return summary_;
+  }
+  if (root_) metrics_ = std::make_unique<JsonlWriter>(rd_.metrics_path());
+  const int last_epoch = o_.stop_after > 0 ? std::min(o_.epochs, start_epoch_ + o_.stop_after) : o_.epochs;
+  Progress progress("train", (last_epoch - start_epoch_) * data_.train.size(), "images", o_.quiet ? 1e12 : 2.0);
   int64_t images_done = 0;
   const auto run_start = Clock::now();
-  double train_seconds_total = prev_summary.value("train_seconds", 0.0);
-
-  const int last_epoch = o.stop_after > 0 ? std::min(o.epochs, start_epoch + o.stop_after) : o.epochs;
-  for (int epoch = start_epoch + 1; epoch <= last_epoch; ++epoch) {
-    net->train();
-    Rng plan_rng = epoch_rng(o.seed, epoch);
-    data::Loader loader(train_split, norm, lo, epoch);
-    data::Batch batch;
-    double loss_sum = 0, data_s = 0;
-    int64_t seen = 0, correct = 0, step = 0;
-    const auto epoch_start = Clock::now();
-    auto t0 = Clock::now();
-    while (loader.next(batch)) {
-      apply_thread_policy();
-      data_s += std::chrono::duration<double>(Clock::now() - t0).count();
-      ++step;
-      const double lr = learning_rate(o, (epoch - 1) + static_cast<double>(step - 1) / steps_per_epoch);
-      Plan plan = Plan::intact(n);
-      std::vector<models::StepExtras> extras;
-      if (o.active_blocks > 0) {
-        plan = sample_active_blocks(n, o.active_blocks, plan_rng);
-      } else if (o.stochastic_depth > 0 && o.sd_mode == "batch") {
-        plan = sample_stochastic_depth(n, o.stochastic_depth, plan_rng);
-      } else if (o.stochastic_depth > 0) {
-        auto p = survival_probabilities(n, o.stochastic_depth);
-        extras.resize(n);
-        for (int l = 0; l < n; ++l) {
-          std::vector<float> m(batch.labels.size(0));
-          for (auto& v : m) v = plan_rng.uniform() < p[l] ? 1.0f : 0.0f;
-          extras[l].residual_mask = torch::tensor(m).to(device);
-        }
-      }
-      // This rank's shard of the mini-batch (all of it with one process); sampled plans and
-      // per-image masks were drawn for the whole batch, identically on every rank.
-      const int64_t b = batch.labels.size(0);
-      const auto [first, last] = shard_range(b, comm.rank(), comm.size());
-      for (auto& e : extras) e.residual_mask = e.residual_mask.slice(0, first, last);
-      sgd.zero_grad();
-      std::vector<double> stats{0.0, 0.0};  // summed loss, correct answers (over the whole batch, after sync)
-      if (last > first) {
-        auto x = batch.images.slice(0, first, last).to(device), y = batch.labels.slice(0, first, last).to(device);
-        auto logits = net->forward(x, plan, extras.empty() ? nullptr : &extras);
-        auto loss = torch::nn::functional::cross_entropy(logits, y);
-        stats[0] = loss.item<double>() * static_cast<double>(last - first);
-        stats[1] = static_cast<double>(logits.argmax(1).eq(y).sum().item<int64_t>());
-        loss.backward();
-      }
-      sync_gradients(comm, params, last - first, b, stats);
-      const double loss_v = stats[0] / static_cast<double>(b);
-      if (!std::isfinite(loss_v))
-        throw UserError(fmt::format("loss became {} at epoch {} step {} (lr {}); stopped. The last good checkpoint "
-                                    "(epoch {}) is kept in {}: try a lower --lr or --warmup",
-                                    loss_v, epoch, step, lr, epoch - 1, dir));
-      sgd.step(lr);
-      loss_sum += stats[0];
-      correct += std::llround(stats[1]);
-      seen += b;
-      images_done += b;
-      const double el = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-      if (root && step % o.log_every == 0) {
-        metrics->write({{"type", "step"}, {"epoch", epoch}, {"step", step}, {"loss", loss_v}, {"lr", lr},
-                       {"train_error", 1.0 - static_cast<double>(correct) / seen}, {"images_per_s", seen / el}});
-      }
-      progress.update(images_done, fmt::format("epoch {}/{} step {}/{} loss {:.4f} err {:.2f}%", epoch, o.epochs, step,
-                                               steps_per_epoch, loss_sum / seen,
-                                               100.0 * (1.0 - static_cast<double>(correct) / seen)));
-      t0 = Clock::now();
-    }
-    const double train_s = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-    train_seconds_total += train_s;
-
-    average_buffers(comm, net);
-    const auto eval_start = Clock::now();
-    Metrics test = evaluate_shared(comm, net, net->default_plan(), test_split, norm, eo);
-    const double eval_s = std::chrono::duration<double>(Clock::now() - eval_start).count();
-    json rec = {{"type", "epoch"},
-                {"epoch", epoch},
-                {"train_loss", loss_sum / seen},
-                {"train_error", 1.0 - static_cast<double>(correct) / seen},
-                {"test_error", test.top1_error()},
-                {"test_top5_error", test.top5_error()},
-                {"test_loss", test.loss()},
-                {"lr", learning_rate(o, epoch - 1)},
-                {"images_per_s", seen / train_s},
-                {"eval_images_per_s", test.n / eval_s},
-                {"data_share", data_s / train_s},
-                {"seconds", train_s}};
-    if (val_split.size() > 0) {
-      Metrics val = evaluate_shared(comm, net, net->default_plan(), val_split, norm, eo);
-      rec["val_error"] = val.top1_error();
-      if (val.top1_error() < summary.best_val_error) {
-        summary.best_val_error = val.top1_error();
-        summary.best_val_epoch = epoch;
-      }
-    }
-    if (root) {
-      metrics->write(rec);
-      TensorMap ck = network_state(net);
-      sgd.save(ck);
-      ck["epoch"] = torch::tensor(static_cast<int64_t>(epoch));
-      save_tensors_atomic(ckpt_path, ck);
-    }
-
-    summary.epochs_done = epoch;
-    summary.test_error = test.top1_error();
-    json s = {{"epochs", epoch},
-              {"test_error", test.top1_error()},
-              {"test_top5_error", test.top5_error()},
-              {"test_loss", test.loss()},
-              {"test_n", test.n},
-              {"train_images_per_s", seen / train_s},
-              {"eval_images_per_s", test.n / eval_s},
-              {"data_share", data_s / train_s},
-              {"train_seconds", train_seconds_total},
-              {"num_parameters", net->num_parameters()}};
-    if (val_split.size() > 0) {
-      s["best_val_error"] = summary.best_val_error;
-      s["best_val_epoch"] = summary.best_val_epoch;
-    }
-    if (o.active_blocks > 0) {  // both test-time conventions of short-path training
-      Metrics all = evaluate_shared(comm, net, Plan::intact(n), test_split, norm, eo);
-      Plan scaled = Plan::intact(n);
-      for (auto& st : scaled.steps()) st.residual_scale = static_cast<double>(o.active_blocks) / n;
-      Metrics sc = evaluate_shared(comm, net, scaled, test_split, norm, eo);
-      s["active_test_error"] = {{"scaled", sc.top1_error()}, {"all", all.top1_error()}, {"default", o.active_test}};
-    }
-    summary.json = s;
-    if (root) write_json_atomic(summary_path, s);
-    if (!o.quiet)
-      std::cerr << fmt::format("[train] epoch {}/{}: train loss {:.4f}, test error {:.2f}%{}, {:.0f} images/s, "
-                               "data {:.1f}% of the step\n",
-                               epoch, o.epochs, loss_sum / seen, 100.0 * test.top1_error(),
-                               rec.contains("val_error") ? fmt::format(", val error {:.2f}%", 100.0 * rec["val_error"].get<double>()) : "",
-                               seen / train_s, 100.0 * data_s / train_s);
-  }
-  if (!o.quiet) progress.finish();
-  summary.seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
-  return summary;
+  for (int epoch = start_epoch_ + 1; epoch <= last_epoch; ++epoch) finish_epoch(epoch, train_epoch(epoch, progress, images_done));
+  if (!o_.quiet) progress.finish();
+  summary_.seconds = std::chrono::duration<double>(Clock::now() - run_start).count();
+  return summary_;
 }
+
+}  // namespace
+
+TrainSummary train(const TrainOptions& opts) { return Trainer(opts).run(); }
 
 }  // namespace unravel

@@ -28,7 +28,7 @@ struct TrainOptions {
   std::vector<double> milestones = {0.5, 0.75};  ///< step schedule: fractions of the run
   double gamma = 0.1;                       ///< step schedule: factor at each milestone
   double warmup_epochs = 0;                 ///< linear warm-up from lr/10 (fractional epochs ok)
-  std::string shortcut = "A";               ///< A (parameter-free) or B (projection)
+  std::string shortcut;                     ///< A (parameter-free), B (projection), "": the family's
   double stochastic_depth = 0;              ///< p_L of linear-decay stochastic depth; 0 = off
   std::string sd_mode = "batch";            ///< batch: one draw per mini-batch; sample: per image
   int active_blocks = 0;                    ///< k of n blocks active per mini-batch; 0 = off
@@ -77,6 +77,8 @@ std::vector<double> survival_probabilities(int n, double p_last);
 Plan sample_stochastic_depth(int n, double p_last, Rng& rng);
 // Exactly k of n blocks active, chosen uniformly; the others run their shortcut only.
 Plan sample_active_blocks(int n, int k, Rng& rng);
+// The generator of an epoch's sampled training plans (its own stream of the seed).
+Rng training_plan_rng(uint64_t seed, int epoch);
 // Test-time residual scales of a trained run (empty: all 1).
 std::vector<double> test_time_scales(const TrainOptions& o, int n_blocks);
 
