@@ -134,9 +134,9 @@ int main(int argc, char** argv) {
     auto lesions = lesion::single_deletions(net->default_plan(), net->block_infos());
     std::vector<Plan> plans{net->default_plan()};
     for (const auto& l : lesions) plans.push_back(l.plan);
-    models::Network ev = lesion::make_eval_copy(net, !no_fold, channels_last);
-    auto opts = [&](lesion::Engine e) {
-      return lesion::EngineOptions().engine(e).batch_size(batch_size).channels_last(channels_last);
+    models::Network ev = unravel::make_eval_copy(net, !no_fold, channels_last);
+    auto opts = [&](unravel::Engine e) {
+      return unravel::EngineOptions().engine(e).batch_size(batch_size).channels_last(channels_last);
     };
 
     std::cout << fmt::format("bench_lesion: {} ({} blocks), {} plans, {} images of {}, batch {}, {} threads, {}{}\n",
@@ -145,20 +145,20 @@ int main(int argc, char** argv) {
     // warm-up: one batch through every plan with both engines
     {
       auto warm = data::take_subset(test, std::min<int64_t>(batch_size, test.size()));
-      lesion::evaluate_plans(ev, plans, warm, norm, opts(lesion::Engine::Prefix));
-      lesion::evaluate_plans(ev, plans, warm, norm, opts(lesion::Engine::Reference));
+      unravel::evaluate_plans(ev, plans, warm, norm, opts(unravel::Engine::Prefix));
+      unravel::evaluate_plans(ev, plans, warm, norm, opts(unravel::Engine::Reference));
     }
     if (!explore.empty()) {
       // Same plans and images, batch size and memory format varied, 3 interleaved rounds (best).
       std::map<std::pair<int64_t, bool>, double> t;
-      models::Network ev_cl = lesion::make_eval_copy(net, !no_fold, true);
-      models::Network ev_nchw = lesion::make_eval_copy(net, !no_fold, false);
+      models::Network ev_cl = unravel::make_eval_copy(net, !no_fold, true);
+      models::Network ev_nchw = unravel::make_eval_copy(net, !no_fold, false);
       for (int round = 0; round < 3; ++round)
         for (int64_t bs : explore)
           for (bool cl : {false, true}) {
-            lesion::EngineStats st;
-            lesion::evaluate_plans(cl ? ev_cl : ev_nchw, plans, test, norm,
-                                   lesion::EngineOptions().batch_size(bs).channels_last(cl), &st);
+            unravel::EngineStats st;
+            unravel::evaluate_plans(cl ? ev_cl : ev_nchw, plans, test, norm,
+                                   unravel::EngineOptions().batch_size(bs).channels_last(cl), &st);
             auto& v = t[{bs, cl}];
             v = round == 0 ? st.seconds : std::min(v, st.seconds);
           }
@@ -171,11 +171,11 @@ int main(int argc, char** argv) {
     // The engines take turns batch by batch (the one going first alternates), so that a burst of
     // load from other processes hits both alike; each engine's time is the sum over its batches,
     // and the median of the per-batch ratios is printed as a check against bursts.
-    lesion::EngineStats best[2];
+    unravel::EngineStats best[2];
     std::vector<double> batch_ratios;
     std::vector<Metrics> results[2];
     for (int r = 0; r < repeats; ++r) {
-      lesion::EngineStats sum[2];
+      unravel::EngineStats sum[2];
       std::vector<Metrics> acc[2];
       int turn = 0;
       for (int64_t a = 0; a < test.size(); a += batch_size, ++turn) {
@@ -186,9 +186,9 @@ int main(int argc, char** argv) {
         double sec[2] = {0, 0};
         for (int i = 0; i < 2; ++i) {
           const int e = (turn + i) % 2;
-          lesion::EngineStats st;
-          auto m = lesion::evaluate_plans(ev, plans, chunk, norm,
-                                          opts(e == 0 ? lesion::Engine::Prefix : lesion::Engine::Reference), &st);
+          unravel::EngineStats st;
+          auto m = unravel::evaluate_plans(ev, plans, chunk, norm,
+                                          opts(e == 0 ? unravel::Engine::Prefix : unravel::Engine::Reference), &st);
           if (acc[e].empty()) acc[e] = m;
           else for (size_t p = 0; p < m.size(); ++p) acc[e][p].merge(m[p]);
           sec[e] = st.seconds;

@@ -18,28 +18,6 @@ using json = nlohmann::json;
 
 namespace {
 
-// "1x28x28" -> {1, 28, 28}
-std::vector<int64_t> parse_input_shape(const std::string& s) {
-  std::vector<int64_t> v;
-  size_t pos = 0;
-  while (pos <= s.size()) {
-    size_t x = s.find('x', pos);
-    std::string part = s.substr(pos, x == std::string::npos ? std::string::npos : x - pos);
-    try {
-      size_t used = 0;
-      long long n = std::stoll(part, &used);
-      if (used != part.size() || n < 1 || n > 100000) throw std::invalid_argument("range");
-      v.push_back(n);
-    } catch (const std::exception&) {
-      throw UserError(fmt::format("--input '{}' should be CxHxW, e.g. 1x28x28", s));
-    }
-    if (x == std::string::npos) break;
-    pos = x + 1;
-  }
-  if (v.size() != 3) throw UserError(fmt::format("--input '{}' should be CxHxW, e.g. 1x28x28", s));
-  return v;
-}
-
 json block_table_json(models::Network& net) {
   json blocks = json::array();
   for (const auto& b : net->block_infos()) {
@@ -216,8 +194,7 @@ void add_eval_command(CLI::App& app) {
     plan.validate(net->block_infos());
     EvalOptions eo;
     eo.batch_size = o->batch_size;
-    eo.device = parse_device(o->device);
-    net->to(eo.device);
+    net->to(parse_device(o->device));
     auto split = data::take_subset(ex.dataset.test, o->test_subset);
     Metrics m = evaluate(net, plan, split, ex.loaded.norm, eo);
     json j = m.to_json();

@@ -67,7 +67,7 @@ void run_lesion_command(const LesionCli& c) {
   if (c.lesion.recalibrate_bn < 0)
     throw UserError(fmt::format("--recalibrate-bn must be 0 (off) or more, got {}", c.lesion.recalibrate_bn));
   lesion::LesionOptions o = c.lesion;
-  o.engine.engine(lesion::parse_engine(c.engine)).batch_size(c.batch_size);
+  o.engine.engine(unravel::parse_engine(c.engine)).batch_size(c.batch_size);
   if (c.batch_size < 1) throw UserError(fmt::format("--batch-size must be at least 1, got {}", c.batch_size));
   o.fold = !c.no_fold;
   // An interrupted sweep continues from OUT.partial next to its results (one process only).

@@ -3,7 +3,9 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
 #include <functional>
+#include <vector>
 #include <string>
 
 namespace unravel {
@@ -20,11 +22,16 @@ void add_lesion_command(CLI::App& app);
 void add_paths_command(CLI::App& app);
 void add_gradients_command(CLI::App& app);
 void add_report_command(CLI::App& app);
+void add_import_command(CLI::App& app);
+void add_export_command(CLI::App& app);
 void add_repro_command(CLI::App& app);
 
 // --run DIR | --model NAME (+ --shortcut) and --data: where an experiment command gets its
 // network and data. --seed is left to the command (it seeds more than the weights).
 void add_network_source_flags(CLI::App* c, ExperimentInput& in);
+
+// "3x224x224" -> {3, 224, 224}; UserError naming `flag` otherwise.
+std::vector<int64_t> parse_input_shape(const std::string& s, const std::string& flag = "--input");
 
 // --threads N: one wording, one check (0 = automatic, see core/threads.h) for every command.
 // `default_note` replaces the printed default where a command has its own (repro's presets).

@@ -1,10 +1,22 @@
 // Flags shared by several subcommands.
+#include <fmt/format.h>
+
 #include "commands.h"
 #include "core/errors.h"
+#include "core/text.h"
+#include "core/util.h"
 #include "train/distributed_options.h"
 #include "train/run.h"
 
 namespace unravel::cli {
+
+std::vector<int64_t> parse_input_shape(const std::string& s, const std::string& flag) {
+  const auto parts = split(s, 'x');
+  if (parts.size() != 3) throw UserError(fmt::format("{} '{}' should be CxHxW, e.g. 3x224x224", flag, elide_middle(s)));
+  std::vector<int64_t> v;
+  for (auto p : parts) v.push_back(parse_int(p, flag + " " + elide_middle(s), 1, 8192));
+  return v;
+}
 
 void add_network_source_flags(CLI::App* c, ExperimentInput& in) {
   c->add_option("--run", in.run_dir, "trained run directory");

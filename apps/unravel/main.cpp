@@ -34,6 +34,8 @@ int main(int argc, char** argv) {
   unravel::cli::add_gradients_command(app);
   unravel::cli::add_report_command(app);
   unravel::cli::add_repro_command(app);
+  unravel::cli::add_import_command(app);
+  unravel::cli::add_export_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

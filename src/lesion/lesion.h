@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "data/dataset.h"
-#include "lesion/engine.h"
+#include "engine/engine.h"
 #include "lesion/sweeps.h"
 #include "models/network.h"
 #include "train/distributed.h"

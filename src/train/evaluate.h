@@ -1,4 +1,5 @@
 // Test-set evaluation of a network under a plan: top-1/top-5 error, loss, per-class error.
+// One evaluation path for every command: the engine of engine/engine.h.
 #pragma once
 #include <torch/torch.h>
 
@@ -7,37 +8,18 @@
 
 #include "core/plan.h"
 #include "data/dataset.h"
+#include "engine/metrics.h"
 #include "models/network.h"
 
 namespace unravel {
 
-// Accumulates classification metrics over batches of logits.
-struct Metrics {
-  explicit Metrics(int64_t num_classes = 10);
-  void add(const torch::Tensor& logits, const torch::Tensor& labels);  // (B,K), (B)
-  void merge(const Metrics& o);
-  int64_t n = 0, correct = 0, correct5 = 0;
-  double loss_sum = 0;  // summed cross-entropy
-  std::vector<int64_t> class_n, class_correct;
-  double top1_error() const;
-  double top5_error() const;
-  double loss() const;
-  std::vector<double> per_class_error() const;
-  // {"top1_error","top5_error","loss","correct","n","per_class_error"}
-  nlohmann::json to_json() const;
-  // The raw counts, exactly ({"n","correct","correct5","loss_sum","class_n","class_correct"}),
-  // and back: for progress files that a resumed run continues from.
-  nlohmann::json counts() const;
-  static Metrics from_counts(const nlohmann::json& j);
-};
-
 struct EvalOptions {
-  int64_t batch_size = 500;       ///< images per forward pass
-  torch::Device device = torch::kCPU;
+  int64_t batch_size = 500;       ///< images per forward pass (on the network's device)
   bool progress = false;          ///< rate/ETA lines on stderr
 };
 
-// Inference mode, net->eval(); restores the training flag of the module afterwards.
+// The plan through the evaluation engine (engine/engine.h: a sweep of one plan, on an eval copy
+// with batch norm folded), so that `eval`, `lesion` and training agree to the last digit.
 Metrics evaluate(models::Network& net, const Plan& plan, const data::Split& split,
                  const data::Normalizer& norm, const EvalOptions& opts = {});
 

@@ -434,7 +434,6 @@ EpochStats Trainer::train_epoch(int epoch, Progress& progress, int64_t& images_d
 json Trainer::evaluate_epoch(int epoch, json& record) {
   EvalOptions eo;
   eo.batch_size = o_.eval_batch_size;
-  eo.device = device_;
   average_buffers(*comm_, net_);
   const auto eval_start = Clock::now();
   const Metrics test = evaluate_shared(*comm_, net_, net_->default_plan(), data_.test, data_.norm, eo);

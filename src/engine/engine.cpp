@@ -1,5 +1,5 @@
 // Prefix-tree and reference evaluation of many plans, FLOP counts, batch-norm recalibration.
-#include "lesion/engine.h"
+#include "engine/engine.h"
 
 #include <fmt/format.h>
 
@@ -8,9 +8,9 @@
 
 #include "core/errors.h"
 #include "core/util.h"
-#include "train/run.h"
+#include "engine/compute.h"
 
-namespace unravel::lesion {
+namespace unravel {
 
 using torch::Tensor;
 
@@ -329,4 +329,4 @@ models::Network recalibrated_copy(const models::Network& net, const Plan& plan,
   return copy;
 }
 
-}  // namespace unravel::lesion
+}  // namespace unravel

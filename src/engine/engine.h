@@ -16,9 +16,9 @@
 #include "core/plan.h"
 #include "data/dataset.h"
 #include "models/network.h"
-#include "train/evaluate.h"
+#include "engine/metrics.h"
 
-namespace unravel::lesion {
+namespace unravel {
 
 enum class Engine { Prefix, Reference };
 Engine parse_engine(const std::string& name);  // "prefix" | "reference"; UserError otherwise
@@ -137,4 +137,4 @@ std::vector<torch::Tensor> recalibration_batches(const data::Split& train,
 models::Network recalibrated_copy(const models::Network& net, const Plan& plan,
                                   const std::vector<torch::Tensor>& batches);
 
-}  // namespace unravel::lesion
+}  // namespace unravel
