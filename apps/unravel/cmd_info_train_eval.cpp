@@ -7,7 +7,9 @@
 
 #include "commands.h"
 #include "core/errors.h"
+#include "core/output.h"
 #include "core/util.h"
+#include "train/checkpoint.h"
 #include "train/evaluate.h"
 #include "train/run.h"
 #include "train/trainer.h"
@@ -93,7 +95,7 @@ void add_info_command(CLI::App& app) {
                                b["stage"].get<int>(), b["kind"].get<std::string>(),
                                shape_string(b["in_shape"].get<Shape>()), shape_string(b["out_shape"].get<Shape>()),
                                b["parameters"].get<int64_t>(), b["downsample"].get<bool>() ? "yes" : "");
-    if (!o->json_path.empty()) write_json_atomic(o->json_path, j);
+    if (!o->json_path.empty()) write_output_file(o->json_path, j.dump(2) + "\n", "--json");
   });
 }
 
@@ -166,7 +168,7 @@ per rank with --world-size, --rank and --store tcp:HOST:PORT (HOST: the machine 
 
 void add_eval_command(CLI::App& app) {
   struct Opts {
-    std::string run, data, json_path, device = "auto";
+    std::string run, data, json_path, logits_path, device = "auto";
     int64_t test_subset = 0, batch_size = 500;
     int threads = 0;
     PlanFlags plan;
@@ -181,8 +183,13 @@ void add_eval_command(CLI::App& app) {
   c->add_option("--device", o->device, "auto | cpu | cuda")->capture_default_str();
   c->add_option("--json", o->json_path,
                 "write {top1_error, top5_error, loss, correct, n, per_class_error, plan} to FILE");
+  c->add_option("--logits", o->logits_path,
+                "write the logits as a PyTorch file: torch.load(FILE) gives {\"logits\": N x K float32, "
+                "\"labels\": N int64}, in test-set order");
   o->plan.add(c);
   c->callback([o] {
+    for (const auto& [flag, path] : {std::pair<std::string, std::string>{"--json", o->json_path}, {"--logits", o->logits_path}})
+      if (!path.empty()) check_output_path(path, flag);
     setup_compute(o->threads);
     if (o->batch_size < 1) throw UserError("--batch-size must be >= 1");
     ExperimentInput in;
@@ -196,6 +203,9 @@ void add_eval_command(CLI::App& app) {
     eo.batch_size = o->batch_size;
     net->to(parse_device(o->device));
     auto split = data::take_subset(ex.dataset.test, o->test_subset);
+    std::vector<torch::Tensor> logits;
+    if (!o->logits_path.empty())
+      eo.on_logits = [&logits](int64_t, const torch::Tensor& l) { logits.push_back(l.to(torch::kCPU, torch::kFloat32)); };
     Metrics m = evaluate(net, plan, split, ex.loaded.norm, eo);
     json j = m.to_json();
     j["plan"] = plan.str();
@@ -207,7 +217,12 @@ void add_eval_command(CLI::App& app) {
     for (size_t k = 0; k < pce.size(); ++k)
       std::cout << fmt::format("  class {:>2} {:<12} error {:6.2f}%\n", k,
                                k < ex.dataset.class_names.size() ? ex.dataset.class_names[k] : "", 100.0 * pce[k]);
-    if (!o->json_path.empty()) write_json_atomic(o->json_path, j);
+    if (!o->json_path.empty()) write_output_file(o->json_path, j.dump(2) + "\n", "--json");
+    if (!o->logits_path.empty()) {
+      TensorMap t{{"logits", logits.empty() ? torch::empty({0, net->options().num_classes_}) : torch::cat(logits)},
+                  {"labels", split.labels}};
+      save_tensors_atomic(o->logits_path, t);
+    }
   });
 }
 

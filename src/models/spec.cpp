@@ -71,9 +71,8 @@ ModelSpec ModelSpec::parse(const std::string& name) {
   static const std::regex re("^(resnet|preresnet|plain)([0-9]{1,5})$");
   std::smatch m;
   const std::string help =
-      "use resnetN, preresnetN or plainN with N = 6n+2 (8, 14, 20, 32, 44, 56, 110, ...), torchvision's "
-      "resnet18/34/50/101/152, wide_resnet50_2/101_2, resnext50_32x4d/101_32x8d/101_64x4d, or resnet200 "
-      "and preresnet50/101/152/200 (bottleneck)";
+      "use resnetN, preresnetN or plainN (N = 6n+2), resnet200, preresnet50-200, or torchvision's resnet18-152, "
+      "wide_resnet50_2/101_2, resnext50_32x4d/101_32x8d/101_64x4d";
   if (!std::regex_match(name, m, re)) throw UserError(fmt::format("unknown model '{}': {}", elide_middle(name), help));
   s.family = m[1] == "resnet" ? Family::ResNet : m[1] == "preresnet" ? Family::PreResNet : Family::Plain;
   s.depth = std::stoi(m[2]);

@@ -11,6 +11,7 @@ Metrics evaluate(models::Network& net, const Plan& plan, const data::Split& spli
   EngineOptions eo;
   eo.batch_size(opts.batch_size);
   if (opts.progress) eo.progress("eval");
+  if (opts.on_logits) eo.on_logits([&](size_t, int64_t first, const torch::Tensor& l) { opts.on_logits(first, l); });
   return evaluate_plans(copy, {plan}, split, norm, eo)[0];
 }
 

@@ -4,6 +4,8 @@
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
+
+#include <functional>
 #include <vector>
 
 #include "core/plan.h"
@@ -16,6 +18,8 @@ namespace unravel {
 struct EvalOptions {
   int64_t batch_size = 500;       ///< images per forward pass (on the network's device)
   bool progress = false;          ///< rate/ETA lines on stderr
+  /// called with the logits (B, classes) of the batch that starts at position `first`
+  std::function<void(int64_t first, const torch::Tensor& logits)> on_logits;
 };
 
 // The plan through the evaluation engine (engine/engine.h: a sweep of one plan, on an eval copy
