@@ -10,6 +10,7 @@
 
 #include "commands.h"
 #include "core/errors.h"
+#include "core/output.h"
 #include "core/util.h"
 #include "paths/gradients.h"
 #include "train/run.h"
@@ -116,6 +117,8 @@ void run_gradients(const GradientsArgs& a) {
   parse_lengths(a.lengths, opts);
   const torch::ScalarType dtype = parse_dtype(a.dtype);
   const torch::Device device = parse_device(a.device);
+  if (!a.json.empty()) check_output_path(a.json, "--json");
+  if (!a.csv.empty()) check_output_path(a.csv, "--csv");
   setup_compute(a.threads);
 
   Experiment exp = load_experiment(a.input);
@@ -160,10 +163,9 @@ void run_gradients(const GradientsArgs& a) {
   std::cout << fmt::format("time: {}\n", format_duration(r.seconds));
 
   if (!a.json.empty()) {
-    nlohmann::json j = paths::to_json(r);
-    j["model"] = net->spec().name;
-    j["run"] = a.input.run_dir;
-    j["data"] = exp.loaded.data_spec;
+    nlohmann::json j = provenance(exp, exp.dataset.train);
+    j.update(paths::to_json(r));
+    j["command"] = "gradients";
     j["split"] = "train";
     j["dtype"] = dtype_name;
     j["device"] = device.str();
@@ -173,10 +175,9 @@ void run_gradients(const GradientsArgs& a) {
       j["lengths_range"] = {r.lengths.front().length, r.lengths.back().length};
     }
     if (r.method == "exact") j["sign_samples"] = a.sign_samples;
-    j["build"] = build_info();
-    write_json_atomic(a.json, j);
+    write_output_file(a.json, j.dump(2) + "\n", "--json");
   }
-  if (!a.csv.empty()) write_file_atomic(a.csv, paths::to_csv(r));
+  if (!a.csv.empty()) write_output_file(a.csv, paths::to_csv(r), "--csv");
 }
 
 }  // namespace

@@ -207,12 +207,15 @@ void add_eval_command(CLI::App& app) {
     if (!o->logits_path.empty())
       eo.on_logits = [&logits](int64_t, const torch::Tensor& l) { logits.push_back(l.to(torch::kCPU, torch::kFloat32)); };
     Metrics m = evaluate(net, plan, split, ex.loaded.norm, eo);
-    json j = m.to_json();
+    json j = provenance(ex, split);
+    j.update(m.to_json());
+    j["command"] = "eval";
     j["plan"] = plan.str();
-    j["run"] = o->run;
-    j["data"] = ex.dataset.spec.str();
-    std::cout << fmt::format("plan {}: top-1 error {:.2f}% ({} of {} correct), top-5 error {:.2f}%, loss {:.4f}\n",
-                             plan.str(), 100.0 * m.top1_error(), m.correct, m.n, 100.0 * m.top5_error(), m.loss());
+    std::cout << fmt::format("plan {}: top-1 error {:.2f}% ({} of {} correct), top-5 error {:.2f}%, loss {:.4f}{}\n",
+                             plan.str(), 100.0 * m.top1_error(), m.correct, m.n, 100.0 * m.top5_error(), m.loss(),
+                             j["skipped_files"].get<int64_t>() > 0
+                                 ? fmt::format(" ({} unreadable files skipped)", j["skipped_files"].get<int64_t>())
+                                 : "");
     auto pce = m.per_class_error();
     for (size_t k = 0; k < pce.size(); ++k)
       std::cout << fmt::format("  class {:>2} {:<12} error {:6.2f}%\n", k,

@@ -12,6 +12,7 @@
 
 #include "commands.h"
 #include "core/errors.h"
+#include "core/output.h"
 #include "core/util.h"
 #include "lesion/lesion.h"
 #include "train/run.h"
@@ -70,10 +71,15 @@ void run_lesion_command(const LesionCli& c) {
   o.engine.engine(unravel::parse_engine(c.engine)).batch_size(c.batch_size);
   if (c.batch_size < 1) throw UserError(fmt::format("--batch-size must be at least 1, got {}", c.batch_size));
   o.fold = !c.no_fold;
-  // An interrupted sweep continues from OUT.partial next to its results (one process only).
-  if (c.dist.world_size == 1 && (!c.json.empty() || !c.csv.empty()))
-    o.progress_file = (c.json.empty() ? c.csv : c.json) + ".partial";
   const bool root = c.dist.rank == 0;  // prints and writes the results
+  if (root) {  // outputs that cannot be written fail now, not after the sweep
+    if (!c.json.empty()) check_output_path(c.json, "--json");
+    if (!c.csv.empty()) check_output_path(c.csv, "--csv");
+  }
+  // An interrupted sweep continues from OUT.partial next to its results (one process only; a
+  // regular file: not standard output or a device).
+  for (const std::string& out : {c.json, c.csv})
+    if (c.dist.world_size == 1 && o.progress_file.empty() && is_regular_output(out)) o.progress_file = out + ".partial";
   if (!c.quiet && root) o.engine.progress("lesion");
   check_distributed_options(c.dist);
   const torch::Device device = rank_device(parse_device(c.device), c.dist.rank, c.dist.world_size);
@@ -101,20 +107,16 @@ void run_lesion_command(const LesionCli& c) {
                            lesions.size() + 1, test.size(), format_duration(r.seconds), c.engine,
                            format_duration(r.stats.seconds), r.stats.to_json()["gflop_per_s"].get<double>());
   if (!c.json.empty()) {
-    nlohmann::json j = lesion::to_json(r, blocks, o);
+    nlohmann::json j = provenance(ex, test);
+    j.update(lesion::to_json(r, blocks, o));
     j["command"] = "lesion";
-    j["model"] = net->spec().name;
-    j["run"] = c.input.run_dir;
-    j["data"] = ex.dataset.spec.str();
-    j["test_n"] = test.size();
     j["seed"] = c.lesion.seed;
     j["threads"] = at::get_num_threads();
     j["world_size"] = c.dist.world_size;
     j["device"] = device.str();
-    j["build"] = build_info();
-    write_json_atomic(c.json, j);
+    write_output_file(c.json, j.dump(2) + "\n", "--json");
   }
-  if (!c.csv.empty()) write_file_atomic(c.csv, lesion::to_csv(r));
+  if (!c.csv.empty()) write_output_file(c.csv, lesion::to_csv(r), "--csv");
 }
 
 }  // namespace

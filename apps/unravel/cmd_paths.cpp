@@ -10,6 +10,8 @@
 
 #include "commands.h"
 #include "core/errors.h"
+#include "core/output.h"
+#include "core/run_dir.h"
 #include "core/util.h"
 #include "models/network.h"
 #include "paths/path_counts.h"
@@ -164,6 +166,8 @@ void add_paths_command(CLI::App& app) {
     if (model->count() > 0) n = blocks_of_model(args->model);
     if (run->count() > 0) n = blocks_of_model(model_of_run(args->run));
 
+    if (!args->json_path.empty()) check_output_path(args->json_path, "--json");
+    if (!args->csv_path.empty()) check_output_path(args->csv_path, "--csv");
     paths::PathOptions options(n);
     options.deleted = args->deleted;
     options.active_blocks = args->active_blocks;
@@ -175,9 +179,11 @@ void add_paths_command(CLI::App& app) {
       nlohmann::json j = d.to_json();
       if (model->count() > 0) j["model"] = args->model;
       if (run->count() > 0) j["run"] = args->run;
-      write_json_atomic(args->json_path, j);
+      j["schema_version"] = kRunSchemaVersion;
+      j["command"] = "paths";
+      write_output_file(args->json_path, j.dump(2) + "\n", "--json");
     }
-    if (!args->csv_path.empty()) write_file_atomic(args->csv_path, csv_text(d));
+    if (!args->csv_path.empty()) write_output_file(args->csv_path, csv_text(d), "--csv");
   });
 }
 

@@ -6,6 +6,8 @@
 
 #include "commands.h"
 #include "core/errors.h"
+#include "core/output.h"
+#include "core/run_dir.h"
 #include "core/util.h"
 #include "report/report.h"
 #include "repro/repro.h"
@@ -43,11 +45,14 @@ void add_report_command(CLI::App& app) {
     opts.out_dir = args->out;
     opts.title = args->title;
     opts.gnuplot.program = args->gnuplot;
+    if (!args->json_path.empty()) check_output_path(args->json_path, "--json");
     const report::ReportResult r = report::report_directory(args->run, opts);
     if (!args->json_path.empty())
-      write_json_atomic(args->json_path, {{"index", r.index_html},
-                                          {"figures", r.figures},
-                                          {"skipped", r.skipped}});
+      write_output_file(args->json_path,
+                        nlohmann::json{{"schema_version", kRunSchemaVersion}, {"command", "report"},
+                                       {"index", r.index_html}, {"figures", r.figures}, {"skipped", r.skipped}}
+                                .dump(2) + "\n",
+                        "--json");
     std::cout << r.index_html << "\n";
   });
 }
@@ -88,6 +93,7 @@ void add_repro_command(CLI::App& app) {
     if (opts->out.empty()) throw UserError("--out DIR is required (or --list-presets)");
     repro::find_preset(opts->preset);  // a bad --preset fails before anything is written
     opts->report = !*no_report;
+    if (!json_path->empty()) check_output_path(*json_path, "--json");
     const repro::ReproResult r = repro::run_repro(*opts);
     std::cout << repro::summary_table(r.results);
     int cached = 0;
@@ -100,10 +106,12 @@ void add_repro_command(CLI::App& app) {
       nlohmann::json steps = nlohmann::json::array();
       for (const auto& s : r.steps)
         steps.push_back({{"id", s.id}, {"status", s.status}, {"seconds", s.seconds}});
-      write_json_atomic(*json_path, {{"results", r.results_path},
-                                     {"index", r.report_index},
-                                     {"steps", steps},
-                                     {"seconds", r.seconds}});
+      write_output_file(*json_path,
+                        nlohmann::json{{"schema_version", kRunSchemaVersion}, {"command", "repro"},
+                                       {"results", r.results_path}, {"index", r.report_index}, {"steps", steps},
+                                       {"seconds", r.seconds}}
+                                .dump(2) + "\n",
+                        "--json");
     }
   });
 }

@@ -24,6 +24,7 @@ void add_gradients_command(CLI::App& app);
 void add_report_command(CLI::App& app);
 void add_import_command(CLI::App& app);
 void add_export_command(CLI::App& app);
+void add_data_command(CLI::App& app);
 void add_repro_command(CLI::App& app);
 
 // --run DIR | --model NAME (+ --shortcut) and --data: where an experiment command gets its

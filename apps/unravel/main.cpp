@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   unravel::cli::add_repro_command(app);
   unravel::cli::add_import_command(app);
   unravel::cli::add_export_command(app);
+  unravel::cli::add_data_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -243,4 +243,11 @@ std::size_t remove_stale_temp_files(const std::string& dir) {
   return removed;
 }
 
+bool is_regular_output(const std::string& path) {
+  if (path.empty() || path == "-") return false;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return errno == ENOENT;  // not there yet: a new regular file
+  return S_ISREG(st.st_mode);
+}
+
 }  // namespace unravel

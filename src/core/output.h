@@ -29,6 +29,10 @@ void write_output_file(const std::string& path, const std::string& content,
 // mount). Throws UserError: "--json /missing/dir/x.json: directory /missing/dir does not exist".
 void check_output_path(const std::string& path, const std::string& flag_name);
 
+// True when PATH names a regular file or none yet (after following links): a target that files
+// next to it (e.g. PATH.partial progress files) can accompany. False for "", "-", devices, FIFOs.
+bool is_regular_output(const std::string& path);
+
 // The temp file write_output_file uses for a regular target: "TARGET.tmp.PID".
 std::string temp_path_for(const std::string& target);
 

@@ -10,6 +10,7 @@
 #include "core/run_dir.h"
 #include "core/threads.h"
 #include "core/util.h"
+#include "data/stream.h"
 #include "train/checkpoint.h"
 
 namespace unravel {
@@ -103,6 +104,17 @@ Experiment load_experiment(const ExperimentInput& in) {
   ex.dataset = data::load_dataset(data::parse_data_spec(in.data_spec.empty() ? "fashion-mnist" : in.data_spec));
   ex.loaded = random_network(in.model, in.seed, ex.dataset, in.shortcut);
   return ex;
+}
+
+nlohmann::json provenance(const Experiment& ex, const data::Split& test) {
+  return {{"schema_version", kRunSchemaVersion},
+          {"model", ex.loaded.net->spec().name},
+          {"run", ex.loaded.run_dir},
+          {"checkpoint", ex.loaded.run_dir.empty() ? nlohmann::json() : ex.loaded.checkpoint.to_json()},
+          {"data", ex.dataset.spec.str()},
+          {"test_n", test.size()},
+          {"skipped_files", test.streamed() ? test.stream->skipped() : 0},
+          {"build", build_info()}};
 }
 
 }  // namespace unravel

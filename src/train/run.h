@@ -46,4 +46,9 @@ struct Experiment {
 };
 Experiment load_experiment(const ExperimentInput& in);
 
+// What every result JSON says about its inputs: {"schema_version", "model", "run", "checkpoint":
+// {epoch, fingerprint} (null for a random network), "data", "test_n", "skipped_files" (files of a
+// streamed split left out as unreadable), "build"}.
+nlohmann::json provenance(const Experiment& ex, const data::Split& test);
+
 }  // namespace unravel
