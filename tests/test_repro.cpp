@@ -1,10 +1,13 @@
 // The reproduction end to end: the smoke preset into a temporary folder (one full run and one
-// rerun that must reuse every step), checked against independent arithmetic; plus the preset
-// table, the derived sizes and the cache hash.
+// rerun that must reuse every step), checked against independent arithmetic and independent
+// evaluations (E6 by brute force over all 2^6 paths of the trained net, E9 by `unravel lesion`);
+// plus the preset table, the derived sizes and the cache hash.
+// Sections: helpers and oracles / cheap unit tests / the smoke preset end to end (results.json
+// per experiment, the report, the rerun). Std reported: E6 sample "std" is the sample std (n-1),
+// pinned in the E6 oracle.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -20,43 +23,21 @@
 
 #include "core/errors.h"
 #include "core/hash.h"
+#include "data/dataset.h"
+#include "paths/gradients.h"
 #include "repro/repro.h"
+#include "testing.h"
+#include "train/run.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace unravel;
+using unravel::testing::read_json;
+using unravel::testing::slurp;
+using unravel::testing::TempDir;
+namespace ut = unravel::testing;
 
 namespace {
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "unravel_repro_XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {  // UNRAVEL_KEEP_TMP=1 keeps the folder to look at
-    if (std::getenv("UNRAVEL_KEEP_TMP")) return;
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-json read_json(const std::string& path) {
-  std::ifstream in(path);
-  EXPECT_TRUE(in.good()) << "cannot open " << path;
-  return json::parse(in);
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // C(n, k) by the multiplicative formula in long double: independent of the library's big integers
 // and log-space shares.
@@ -67,10 +48,14 @@ long double choose(int n, int k) {
   return c;
 }
 
-double seconds_of(const std::function<void()>& f) {
-  const auto t0 = std::chrono::steady_clock::now();
-  f();
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+// Every file under `dir` with its bytes and modification time: a rerun that recomputes nothing
+// leaves this unchanged below runs/ and steps/.
+std::map<std::string, std::pair<std::string, fs::file_time_type>> snapshot(const fs::path& dir) {
+  std::map<std::string, std::pair<std::string, fs::file_time_type>> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file() && e.path().filename() != ".lock")  // the writer's lock is taken each time
+      out[fs::relative(e.path(), dir).string()] = {slurp(e.path().string()), fs::last_write_time(e.path())};
+  return out;
 }
 
 // Plans of a lesion JSON of one kind, grouped by k.
@@ -88,17 +73,107 @@ void expect_error_fraction(const json& j, const std::string& what) {
   EXPECT_LE(v, 1.0) << what;
 }
 
+uint32_t mask_of(const std::vector<int>& set) {
+  uint32_t m = 0;
+  for (int b : set) m |= 1u << (b - 1);
+  return m;
+}
+
+// E6 recomputed here: the batch the step used (the first shuffled, unaugmented training batch of
+// the seed), then the norm of every one of the 2^n paths of the trained ResNet by brute force.
+// exact: each ||g_k|| equals the brute-force norm of the summed paths of length k; sample: the
+// mean and sample std (n-1, not the population std) of the brute-force norms of exactly the paths
+// the method drew (sample_path_sets with the step's seed). float32, as the step ran.
+void expect_e6_matches_brute_force(const json& e6, const std::string& out) {
+  const json& s = e6.at("sample");
+  const json& e = e6.at("exact");
+  LoadedNetwork loaded = load_run(out + "/" + s.at("run").get<std::string>());
+  models::Network net = loaded.net;
+  net->to(torch::kFloat32);
+  const data::Dataset ds = data::load_dataset(data::parse_data_spec(s.at("data").get<std::string>()));
+  data::LoaderOptions lo;
+  lo.batch_size = s.at("batch_size").get<int64_t>();
+  lo.shuffle = true;
+  lo.augment = false;
+  lo.seed = s.at("seed").get<uint64_t>();
+  data::Loader loader(ds.train, loaded.norm, lo, /*epoch=*/0);
+  data::Batch batch;
+  ASSERT_TRUE(loader.next(batch));
+  paths::GradientOptions go;
+  go.keep_tensors = true;
+  go.sign_samples = 0;
+  const paths::GradientResult br = paths::brute_gradients(net, batch.images, batch.labels, go);
+  const int n = br.n;
+  ASSERT_EQ(e.at("lengths").size(), static_cast<size_t>(n + 1));
+  EXPECT_NEAR(e.at("grad_norm").get<double>(), br.grad_norm, 1e-5 * br.grad_norm);
+  for (int k = 0; k <= n; ++k) {
+    SCOPED_TRACE("length " + std::to_string(k));
+    const json& er = e.at("lengths")[k];
+    EXPECT_EQ(er.at("paths"), std::to_string(static_cast<long>(choose(n, k))));
+    const double want_norm = br.lengths[k].norm;
+    ASSERT_GT(want_norm, 0);
+    EXPECT_NEAR(er.at("norm").get<double>(), want_norm, 1e-4 * want_norm) << "exact vs brute force";
+
+    const json& sr = s.at("lengths")[k];
+    const int64_t m = sr.at("samples").get<int64_t>();
+    const auto sets = paths::sample_path_sets(n, k, m, s.at("seed").get<uint64_t>());
+    ASSERT_EQ(static_cast<int64_t>(sets.size()), m);
+    double sum = 0, sum_sq = 0;
+    for (const auto& set : sets) {
+      const double x = br.path_norms[mask_of(set)];
+      sum += x;
+      sum_sq += x * x;
+    }
+    const double mean = sum / m;
+    double ss = 0;
+    for (const auto& set : sets) ss += std::pow(br.path_norms[mask_of(set)] - mean, 2);
+    const double sample_std = std::sqrt(ss / (m - 1)), population_std = std::sqrt(ss / m);
+    EXPECT_NEAR(sr.at("mean").get<double>(), mean, 1e-4 * mean) << "sampled mean vs brute force";
+    EXPECT_NEAR(sr.at("mean_sq").get<double>(), sum_sq / m, 2e-4 * sum_sq / m);
+    EXPECT_NEAR(sr.at("std").get<double>(), sample_std, 1e-4 * mean + 1e-3 * sample_std);
+    if (sample_std > 1e-3 * mean)  // pins n-1: sqrt(20/19) differs by 2.6%
+      EXPECT_GT(std::abs(sr.at("std").get<double>() - population_std), 0.01 * sample_std);
+  }
+}
+
+// E9's normal network, evaluated again by the command line (`unravel lesion --single` on the
+// same run directory, which reads the run's data set itself): the same counts, block by block.
+void expect_e9_resnet_matches_the_command_line(const json& e9, const std::string& out) {
+  const json& mine = e9.at("resnet");
+  TempDir tmp("repro_e9");
+  const std::string file = tmp.file("lesion.json");
+  const ut::CommandResult r = ut::run_unravel("lesion --run " + out + "/" + mine.at("run").get<std::string>() +
+                                                        " --single --threads 1 --quiet --json " + file);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json cli = read_json(file);
+  EXPECT_EQ(mine.at("baseline").at("correct"), cli.at("baseline").at("correct"));
+  EXPECT_EQ(mine.at("baseline").at("n"), cli.at("baseline").at("n"));
+  std::map<int, json> by_block;
+  for (const json& p : cli.at("plans")) by_block[p.at("blocks")[0].get<int>()] = p;
+  ASSERT_EQ(mine.at("plans").size(), by_block.size());
+  for (const json& p : mine.at("plans")) {
+    const int b = p.at("blocks")[0].get<int>();
+    ASSERT_TRUE(by_block.count(b)) << "block " << b;
+    EXPECT_EQ(p.at("plan"), by_block[b].at("plan")) << "block " << b;
+    EXPECT_EQ(p.at("correct"), by_block[b].at("correct")) << "block " << b;
+    EXPECT_EQ(p.at("n"), by_block[b].at("n")) << "block " << b;
+    EXPECT_DOUBLE_EQ(p.at("top1_error").get<double>(), by_block[b].at("top1_error").get<double>()) << "block " << b;
+  }
+}
+
 }  // namespace
 
 // ---- cheap unit tests ------------------------------------------------------------------------
 
 TEST(ReproPresets, TableHasThePresetsWithTheirContracts) {
   const auto& t = repro::presets();
-  ASSERT_EQ(t.size(), 4u);
+  ASSERT_EQ(t.size(), 5u);
   EXPECT_EQ(t[0].name, "smoke");
   EXPECT_EQ(t[1].name, "quick");
   EXPECT_EQ(t[2].name, "paper");
   EXPECT_EQ(t[3].name, "full");
+  EXPECT_EQ(t[4].name, "imagenet");
+  EXPECT_TRUE(t[4].data.empty()) << "the imagenet preset takes the user's folder";
   // smoke: a 6-block net on synthetic data (runs in this suite)
   EXPECT_EQ(t[0].model, "preresnet14");
   EXPECT_EQ(t[0].data.rfind("synthetic", 0), 0u);
@@ -174,18 +249,17 @@ TEST(ReproHash, Fnv1aMatchesPublishedVectors) {
 // ---- the smoke preset end to end --------------------------------------------------------------
 
 TEST(ReproSmoke, EndToEndThenEveryStepReused) {
-  TempDir tmp;
+  TempDir tmp("repro");
   repro::ReproOptions o;
   o.preset = "smoke";
-  o.out = tmp.path() + "/smoke";
+  o.out = tmp.str() + "/smoke";
   o.quiet = true;
   // One thread: with two, OpenMP's spinning barriers make libtorch up to 10x slower whenever
-  // another process (a parallel ctest) holds a core; one thread keeps the timings meaningful.
+  // another process (a parallel ctest) holds a core.
   o.threads = 1;
   repro::ReproResult first, second;
-  const double t_first = seconds_of([&] { first = repro::run_repro(o); });
-  std::cerr << "smoke: first run " << t_first << " s\n";
-  EXPECT_LT(t_first, 180) << "the smoke preset must stay under 3 minutes";
+  // The wall time is printed, not asserted: a busy machine stretches it without a defect.
+  ut::work_of([&] { first = repro::run_repro(o); }, "smoke: first run");
 
   // ---- results.json ----
   const std::string results_path = o.out + "/results.json";
@@ -245,7 +319,9 @@ TEST(ReproSmoke, EndToEndThenEveryStepReused) {
     EXPECT_DOUBLE_EQ(e5.at("mean").get<double>(), 3.0);
   }
 
-  // E6: both methods on one batch; the exact decomposition sums to the ordinary gradient.
+  // E6: both methods on one batch against brute force over all 64 paths of the same batch; the
+  // exact decomposition sums to the ordinary gradient (its built-in check, float32: a wrong
+  // decomposition is O(1)); shares and the effective range follow from the totals.
   {
     const json& s = r.at("E6").at("sample");
     const json& e = r.at("E6").at("exact");
@@ -254,13 +330,13 @@ TEST(ReproSmoke, EndToEndThenEveryStepReused) {
     EXPECT_EQ(s.at("n").get<int>(), n);
     ASSERT_EQ(e.at("lengths").size(), static_cast<size_t>(n + 1));
     ASSERT_EQ(s.at("lengths").size(), static_cast<size_t>(n + 1));
-    EXPECT_LT(e.at("residual").get<double>(), 1e-5);  // float32; a wrong decomposition is O(1)
+    EXPECT_LT(e.at("residual").get<double>(), 1e-5);
     EXPECT_EQ(e.at("dtype"), "float32");
-    for (const json& row : s.at("lengths")) {
-      EXPECT_GT(row.at("mean").get<double>(), 0) << row.dump();
-      EXPECT_EQ(row.at("samples").get<int64_t>(), 20) << row.dump();
-    }
+    for (const json& row : s.at("lengths")) EXPECT_EQ(row.at("samples").get<int64_t>(), 20) << row.dump();
     EXPECT_EQ(s.at("batch_size").get<int64_t>(), 16);
+    ut::expect_gradient_arithmetic(s);
+    ut::expect_gradient_arithmetic(e);
+    expect_e6_matches_brute_force(r.at("E6"), o.out);
   }
 
   // E7: the short-path net (3 of 6 blocks per batch) against the normal one, both conventions.
@@ -300,8 +376,9 @@ TEST(ReproSmoke, EndToEndThenEveryStepReused) {
                 1e-15);
   }
 
-  // E9: the stochastic-depth net's sweep beside the normal one (the same numbers as E1).
-  EXPECT_EQ(r.at("E9").at("resnet"), r.at("E1").at("resnet"));
+  // E9: the stochastic-depth net's sweep beside the normal one, whose single deletions an
+  // independent `unravel lesion --single` of the same run counts the same.
+  expect_e9_resnet_matches_the_command_line(r.at("E9"), o.out);
   EXPECT_EQ(plans_per_k(r.at("E9").at("stochastic"), "delete"), (std::map<int, int>{{1, n}}));
 
   // Every step timed, all computed on the first run.
@@ -331,10 +408,22 @@ TEST(ReproSmoke, EndToEndThenEveryStepReused) {
                            "E7_short_path_training", "E8_remaining_paths", "E9_single_deletion"})
     EXPECT_TRUE(figures.count(stem)) << stem;
 
-  // ---- the rerun reuses every step ----
-  const double t_second = seconds_of([&] { second = repro::run_repro(o); });
-  std::cerr << "smoke: second run " << t_second << " s\n";
-  EXPECT_LT(t_second, 0.2 * t_first);
+  // ---- the rerun reuses every step: every step reports "cached" and nothing under runs/
+  // (checkpoints, metrics, summaries) or steps/ (the cached results) is written again ----
+  const auto runs_before = snapshot(fs::path(o.out) / "runs"), steps_before = snapshot(fs::path(o.out) / "steps");
+  ASSERT_FALSE(runs_before.empty());
+  ASSERT_FALSE(steps_before.empty());
+  ut::work_of([&] { second = repro::run_repro(o); }, "smoke: second run");
+  auto changed = [](const auto& before, const auto& after) {
+    std::string names;
+    for (const auto& [name, v] : after)
+      if (!before.count(name) || before.at(name) != v) names += " " + name;
+    for (const auto& [name, v] : before)
+      if (!after.count(name)) names += " -" + name;
+    return names;
+  };
+  EXPECT_EQ(changed(runs_before, snapshot(fs::path(o.out) / "runs")), "") << "the rerun wrote into runs/";
+  EXPECT_EQ(changed(steps_before, snapshot(fs::path(o.out) / "steps")), "") << "the rerun recomputed a step";
   ASSERT_EQ(second.steps.size(), first.steps.size());
   for (const auto& s : second.steps) EXPECT_EQ(s.status, "cached") << s.id;
   const json r2 = read_json(results_path);

@@ -69,11 +69,15 @@ void add_repro_command(CLI::App& app) {
   auto no_report = std::make_shared<bool>(false);
   auto json_path = std::make_shared<std::string>();
   auto* c = app.add_subcommand(
-      "repro", "the whole paper end to end: train a ResNet, its plain control, a stochastic-depth "
-               "and a short-path ResNet, run E1 and E3-E9, write DIR/results.json and "
+      "repro", "the paper end to end: train a ResNet, its plain control, a stochastic-depth and a "
+               "short-path ResNet and run E1, E3-E9 (or, --preset imagenet, import a pretrained network "
+               "and run E2-E4, E6), write DIR/results.json with a verdict per experiment and "
                "DIR/report/index.html; a rerun reuses finished steps");
-  c->add_option("--preset", opts->preset, "smoke | quick | full (see --list-presets)")
+  c->add_option("--preset", opts->preset, "smoke | quick | paper | full | imagenet (see --list-presets)")
       ->capture_default_str();
+  c->add_option("--weights", opts->weights, "imagenet: the pretrained network (a PyTorch file, see unravel import)");
+  c->add_option("--arch", opts->arch, "imagenet: its architecture, e.g. resnet50");
+  c->add_option("--test-subset", opts->test_subset, "first N test images (0 = all; default: the preset's)");
   c->add_option("--out", opts->out, "output directory (runs/, steps/, results.json, report/)");
   c->add_option("--data", opts->data, "data set instead of the preset's, e.g. cifar10:DIR");
   c->add_option("--seed", opts->seed, "seed of weights, batches, sampled plans and paths")

@@ -28,13 +28,13 @@ void Sgd::step(double lr) {
 }
 
 void Sgd::save(TensorMap& m) const {
-  for (const auto& [n, b] : buf_) m["momentum." + n] = b.to(torch::kCPU);
+  for (const auto& [n, b] : buf_) m["momentum." + n] = b.to(torch::kCPU, /*non_blocking=*/false, /*copy=*/true);  // a snapshot
 }
 
 void Sgd::load(const TensorMap& m, torch::Device device) {
   for (const auto& [n, p] : params_) {
     auto it = m.find("momentum." + n);
-    if (it != m.end()) buf_[n] = it->second.to(device, p.scalar_type());
+    if (it != m.end()) buf_[n] = it->second.to(device, p.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
   }
 }
 

@@ -120,16 +120,18 @@ void truncate_metrics(const std::string& path, int last_epoch) {
   if (!path_exists(path)) return;
   std::ifstream in(path);
   std::string line, kept;
+  bool dropped = false;
   while (std::getline(in, line)) {
     if (line.empty()) continue;
     try {
       auto j = json::parse(line);
       if (j.value("epoch", 0) <= last_epoch) kept += line + "\n";
+      else dropped = true;
     } catch (const json::exception&) {
-      // a torn last line of an interrupted run
+      dropped = true;  // a torn last line of an interrupted run
     }
   }
-  write_file_atomic(path, kept);
+  if (dropped) write_file_atomic(path, kept);  // an intact file is left as it is
 }
 
 class JsonlWriter {
@@ -276,7 +278,8 @@ Trainer::Trainer(const TrainOptions& in) : o_(in), root_(in.dist.rank == 0), rd_
                              o_.dist.world_size, o_.dist.store, o_.dist.timeout_s);
   comm_ = std::make_unique<Communicator>(o_.dist);  // waits for every rank
   resume();
-  if (root_) rd_.write_config(make_config(previous ? &*previous : nullptr));
+  // A finished run that is asked for nothing more is left untouched (config.json included).
+  if (root_ && (!previous || start_epoch_ < o_.epochs)) rd_.write_config(make_config(previous ? &*previous : nullptr));
 }
 
 // A directory that already holds a run: the same run continues, anything else is refused.

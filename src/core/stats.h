@@ -1,0 +1,17 @@
+// Summary statistics used by every report: mean, median, standard deviations (the sample one,
+// with n - 1, is what results report as "std"; the population one, with n, is named as such),
+// and Spearman's rank correlation. Torch-free.
+#pragma once
+#include <vector>
+
+namespace unravel {
+
+double mean(const std::vector<double>& v);                // 0 for an empty vector
+double median(std::vector<double> v);                     // mean of the middle two for even sizes
+double sample_std(const std::vector<double>& v);          // sqrt(sum (x - mean)^2 / (n - 1)); 0 for n < 2
+double population_std(const std::vector<double>& v);      // sqrt(sum (x - mean)^2 / n); 0 for n < 1
+// Spearman's rho: Pearson's correlation of the ranks (ties get their mean rank). 0 when either
+// side is constant or the sizes differ or are below 2.
+double spearman(const std::vector<double>& x, const std::vector<double>& y);
+
+}  // namespace unravel
