@@ -29,4 +29,7 @@ void check_labels(const torch::Tensor& labels_u8, int64_t num_classes, const std
 
 torch::Tensor to_long_tensor(const std::vector<int64_t>& v);  // (N) int64 copy
 
+// idx.cpp: one IDX file (raw or gzipped) of `ndims` dims as flat uint8, its dims in `dims` (fuzz/tests).
+torch::Tensor read_idx_file(const std::string& path, int ndims, const char* what, std::vector<int64_t>& dims);
+
 }  // namespace unravel::data

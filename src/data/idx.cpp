@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <stdexcept>
 
 #include "core/errors.h"
 #include "data/formats.h"
@@ -81,9 +82,11 @@ class ByteReader {
   gzFile file_ = nullptr;
 };
 
+}  // namespace
+
 // Returns the data of an IDX file with `ndims` dimensions as a flat uint8 tensor and its dims.
-torch::Tensor read_idx(const std::string& path, int ndims, const char* what,
-                       std::vector<int64_t>& dims) {
+torch::Tensor read_idx_file(const std::string& path, int ndims, const char* what, std::vector<int64_t>& dims) {
+  if (ndims < 1 || ndims > 3) throw std::logic_error(fmt::format("read_idx_file: ndims {} is not 1..3", ndims));
   ByteReader in(path);
   unsigned char header[4 + 4 * 3];
   const int64_t header_bytes = 4 + 4 * ndims;
@@ -149,6 +152,8 @@ torch::Tensor read_idx(const std::string& path, int ndims, const char* what,
   return data;
 }
 
+namespace {
+
 std::string find_idx_file(const std::string& dir, const std::string& name) {
   const fs::path raw = fs::path(dir) / name;
   const fs::path gz = fs::path(dir) / (name + ".gz");
@@ -162,8 +167,8 @@ Split load_idx_split(const std::string& dir, const std::string& prefix) {
   const std::string image_path = find_idx_file(dir, prefix + "-images-idx3-ubyte");
   const std::string label_path = find_idx_file(dir, prefix + "-labels-idx1-ubyte");
   std::vector<int64_t> image_dims, label_dims;
-  torch::Tensor images = read_idx(image_path, 3, "images", image_dims);
-  torch::Tensor labels = read_idx(label_path, 1, "labels", label_dims);
+  torch::Tensor images = read_idx_file(image_path, 3, "images", image_dims);
+  torch::Tensor labels = read_idx_file(label_path, 1, "labels", label_dims);
   if (label_dims[0] != image_dims[0])
     throw UserError(fmt::format("{}: holds {} labels but {} holds {} images", label_path,
                                 label_dims[0], image_path, image_dims[0]));

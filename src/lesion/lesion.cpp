@@ -79,6 +79,95 @@ nlohmann::json progress_key(const models::Network& net, const std::vector<Plan>&
           {"seed", o.seed}};
 }
 
+// Whether every count of a progress file's metrics is a JSON integer and its loss a number:
+// Metrics::from_counts reads them without a range check.
+bool counts_typed(const nlohmann::json& j) {
+  if (!j.is_object()) return false;
+  for (const char* k : {"n", "correct", "correct5"})
+    if (!j.contains(k) || !j[k].is_number_integer()) return false;
+  for (const char* k : {"class_n", "class_correct"}) {
+    if (!j.contains(k) || !j[k].is_array()) return false;
+    for (const auto& v : j[k])
+      if (!v.is_number_integer()) return false;
+  }
+  return j.contains("loss_sum") && j["loss_sum"].is_number();
+}
+
+// Why metrics read back cannot be those of `n` images of `num_classes` classes ("" if they can).
+std::string impossible_counts(const Metrics& m, int64_t n, int64_t num_classes) {
+  if (m.n != n) return fmt::format("counts {} images where {} were done", m.n, n);
+  if (m.correct < 0 || m.correct > m.correct5 || m.correct5 > m.n)
+    return fmt::format("counts {} correct and {} top-5 correct of {}", m.correct, m.correct5, m.n);
+  if (!std::isfinite(m.loss_sum) || m.loss_sum < 0 || (m.n == 0 && m.loss_sum != 0))
+    return fmt::format("holds a summed loss of {} for {} images", m.loss_sum, m.n);
+  const auto k = static_cast<size_t>(num_classes);
+  if (m.class_n.size() != k || m.class_correct.size() != k)
+    return fmt::format("counts {} classes where the network has {}", m.class_n.size(), num_classes);
+  int64_t sum_n = 0, sum_correct = 0;
+  for (size_t c = 0; c < k; ++c) {
+    if (m.class_correct[c] < 0 || m.class_correct[c] > m.class_n[c] || m.class_n[c] > n)
+      return fmt::format("counts {} correct of {} in class {}", m.class_correct[c], m.class_n[c], c);
+    sum_n += m.class_n[c];  // each <= n: no overflow
+    sum_correct += m.class_correct[c];
+  }
+  if (sum_n != m.n || sum_correct != m.correct)
+    return fmt::format("per-class counts sum to {} correct of {}, not {} of {}", sum_correct, sum_n, m.correct, m.n);
+  return "";
+}
+
+// read_progress_file's checks; the reason a file is not used, or "" with `out` filled.
+std::string read_counts(const nlohmann::json& j, const nlohmann::json& key, int64_t num_classes, SweepCounts& out) {
+  if (!j.is_object() || !j.contains("key") || j["key"] != key) return "was written for another sweep";
+  const int64_t images = key.at("images").get<int64_t>(), batch = key.at("batch_size").get<int64_t>();
+  const auto& plans = key.at("plans");
+  if (!j.contains("engine_done") || !j["engine_done"].is_number_integer()) return "has no image count";
+  out.engine_done = j["engine_done"].get<int64_t>();
+  if (out.engine_done < 0 || out.engine_done > images || batch < 1 ||
+      (out.engine_done % batch != 0 && out.engine_done != images))
+    return fmt::format("says {} of {} images were done in batches of {}", out.engine_done, images, batch);
+  if (!j.contains("engine") || !j["engine"].is_array() || !j.contains("recalibrated") || !j["recalibrated"].is_object())
+    return "lacks the engine or recalibrated counts";
+  const auto& e = j["engine"];
+  if (e.size() != (out.engine_done > 0 ? plans.size() : 0))
+    return fmt::format("holds counts of {} plans where the sweep has {}", e.size(), plans.size());
+  for (size_t p = 0; p < e.size(); ++p) {
+    if (!counts_typed(e[p])) return fmt::format("has malformed counts for plan {}", p);
+    out.engine.push_back(Metrics::from_counts(e[p]));
+    const std::string why = impossible_counts(out.engine.back(), out.engine_done, num_classes);
+    if (!why.empty()) return fmt::format("plan {} {}", p, why);
+  }
+  for (const auto& [plan, m] : j["recalibrated"].items()) {
+    if (std::find(plans.begin(), plans.end(), plan) == plans.end()) return "has counts of a plan not in the sweep";
+    if (!counts_typed(m)) return "has malformed recalibrated counts";
+    const Metrics r = Metrics::from_counts(m);
+    const std::string why = impossible_counts(r, images, num_classes);
+    if (!why.empty()) return "recalibrated plan " + why;
+    out.recalibrated.emplace(plan, r);
+  }
+  return "";
+}
+
+}  // namespace
+
+bool read_progress_file(const std::string& path, const nlohmann::json& key, int64_t num_classes, SweepCounts& out) {
+  out = SweepCounts{};
+  if (path.empty() || !path_exists(path)) return false;
+  std::string why;
+  try {
+    why = read_counts(read_json_file(path), key, num_classes, out);
+  } catch (const UserError& e) {  // unreadable, not JSON
+    why = e.what();
+  } catch (const nlohmann::json::exception& e) {
+    why = fmt::format("malformed ({})", e.what());
+  }
+  if (why.empty()) return true;
+  out = SweepCounts{};
+  std::cerr << fmt::format("[lesion] {}: {}: not used, the sweep starts over\n", path, elide_middle(why, 160));
+  return false;
+}
+
+namespace {
+
 // The progress of a sweep: engine images done with the metrics so far, recalibrated plans.
 struct SweepProgress {
   std::string path;
@@ -89,16 +178,12 @@ struct SweepProgress {
   double interval_s = 10;
   std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
 
-  void load() {
-    if (path.empty() || !path_exists(path)) return;
-    const nlohmann::json j = read_json_file(path);
-    if (j.value("key", nlohmann::json()) != key) {
-      std::cerr << fmt::format("[lesion] {} was written for another sweep: starting over\n", path);
-      return;
-    }
-    engine_done = j.at("engine_done").get<int64_t>();
-    for (const auto& m : j.at("engine")) engine.push_back(Metrics::from_counts(m));
-    for (const auto& [plan, m] : j.at("recalibrated").items()) recalibrated.emplace(plan, Metrics::from_counts(m));
+  void load(int64_t num_classes) {
+    SweepCounts c;
+    if (!read_progress_file(path, key, num_classes, c)) return;
+    engine_done = c.engine_done;
+    engine = std::move(c.engine);
+    recalibrated = std::move(c.recalibrated);
     std::cerr << fmt::format("[lesion] resuming from {}: {} of {} images done, {} plans recalibrated\n", path,
                              engine_done, key["images"].get<int64_t>(), recalibrated.size());
   }
@@ -135,7 +220,7 @@ LesionResult run_lesion(const models::Network& net, const std::vector<Lesion>& l
     saved.path = o.progress_file;
     saved.key = progress_key(net, plans, test, o);
     saved.interval_s = o.progress_interval_s;
-    saved.load();
+    saved.load(net->options().num_classes_);
   }
   models::Network ev = make_eval_copy(net, o.fold, o.channels_last);
   EngineOptions eo = o.engine;
@@ -149,7 +234,12 @@ LesionResult run_lesion(const models::Network& net, const std::vector<Lesion>& l
       saved.save();
     });
   const auto [first, last] = shard_range(test.size(), rank, world);
-  auto metrics = evaluate_plans(ev, plans, data::slice_split(test, first, last), norm, eo, &r.stats);
+  // A file written while recalibrating holds every image's counts: nothing is left to evaluate
+  // (the engine resumes only at a whole number of batches, which the last image may not be).
+  const bool engine_finished = saved.engine_done > 0 && saved.engine_done == test.size();
+  auto metrics = engine_finished
+                     ? saved.engine
+                     : evaluate_plans(ev, plans, data::slice_split(test, first, last), norm, eo, &r.stats);
   if (comm) {
     std::vector<Metrics*> all;
     for (auto& m : metrics) all.push_back(&m);

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -65,6 +66,24 @@ LesionResult run_lesion(const models::Network& net, const std::vector<Lesion>& l
                         const data::Split& test, const data::Split& train,
                         const data::Normalizer& norm, const LesionOptions& o,
                         Communicator* comm = nullptr);
+
+// What a sweep's progress file (LesionOptions::progress_file) holds.
+struct SweepCounts {
+  int64_t engine_done = 0;                      ///< test images every plan has been counted on
+  std::vector<Metrics> engine;                  ///< per plan, the baseline first, over those images
+  std::map<std::string, Metrics> recalibrated;  ///< by plan text: recalibrated plans, on all test images
+};
+
+// Reads the progress file of the sweep `key` (what run_lesion records: weights, plan texts,
+// "images", "batch_size", options) of a network with `num_classes` classes. Every count is
+// checked: one entry per plan, engine_done in 0..images and a whole number of batches (or all
+// images), 0 <= correct <= correct5 <= n, n equal to the images counted, num_classes per-class
+// counts with 0 <= class_correct <= class_n summing to correct and n, loss_sum finite and >= 0,
+// recalibrated entries named by a plan of the sweep. Returns false when there is nothing usable:
+// no file (silently), or after one line on stderr naming the file and the reason (unreadable,
+// written for another sweep, a count that cannot be); the sweep then starts over, never with
+// counts it cannot trust. Throws nothing for bad files.
+bool read_progress_file(const std::string& path, const nlohmann::json& key, int64_t num_classes, SweepCounts& out);
 
 // Mean / sample std / min / max / median of the top-1 error per (sweep, kind, k), in order of
 // first appearance; with "recalibrated" statistics when present.

@@ -2,13 +2,19 @@
 # Writes the seed corpora of the interop fuzz harnesses (tests/fuzz/corpus/{zip,pickle,torch_file})
 # with Debian's python3-torch 1.13: small, valid files of every form the readers accept. Run once
 # and commit the output; `--pickle-save FILE` adds a file written by libtorch's torch::pickle_save.
+# `--data-parsers` writes only the corpora of plan, config, idx, cifar and progress (no torch).
 import argparse
 import collections
+import gzip
 import io
+import json
 import os
 import pickle
 import pickletools
+import struct
 import zipfile
+
+import numpy as np
 
 import torch
 
@@ -65,10 +71,74 @@ def dtypes_dict():
         ('empty', torch.zeros(0, 3)), ('p', torch.nn.Parameter(torch.ones(2)))])
 
 
+def idx_file(dims, fill):
+    data = bytes((fill + i) % 10 for i in range(int(np.prod(dims))))
+    return bytes([0, 0, 8, len(dims)]) + b''.join(struct.pack('>I', d) for d in dims) + data
+
+
+def metrics_counts(n, correct, correct5, loss, classes=10):
+    class_n = [n // classes + (1 if c < n % classes else 0) for c in range(classes)]
+    class_correct, left = [], correct
+    for c in range(classes):
+        class_correct.append(min(left, class_n[c]))
+        left -= class_correct[-1]
+    return {'n': n, 'correct': correct, 'correct5': correct5, 'loss_sum': loss, 'class_n': class_n,
+            'class_correct': class_correct}
+
+
+def data_parser_corpora():
+    """plan texts, run-directory JSON, IDX and CIFAR files, lesion progress files."""
+    plans = ['intact', 'delete=3,17', 'swap=4:5,7:8', 'order=1-3,5,4,6-9', 'duplicate=4', 'scale=3:0.5',
+             'gate=3:residual', 'order=6-1 delete=2;scale=1:0.25,2:1e-3\tgate=4:none,5:shortcut duplicate=3,3',
+             'swap=1:2 swap=2:1\nscale=2:-0.5', 'order=1,1,1 duplicate=1 delete=1 gate=1:both']
+    for i, text in enumerate(plans):
+        write('plan', f'plan{i}.txt', text.encode())
+
+    network = {'in_channels': 1, 'height': 12, 'width': 12, 'num_classes': 10, 'shortcut': 'A', 'num_blocks': 6,
+               'num_parameters': 172218}
+    train = {'schema_version': 1, 'command': 'train', 'model': 'preresnet14', 'data': 'synthetic:size=12,channels=1',
+             'seed': 0, 'options': {'epochs': 3, 'lr': 0.1, 'milestones': [0.5, 0.75]}, 'network': network,
+             'normalizer': {'mean': [0.5034], 'std': [0.2321]}, 'residual_scales': [], 'class_names':
+             [f'class{i}' for i in range(10)], 'sizes': {'train': 2048, 'val': 0, 'test': 512}, 'source': {},
+             'versions': {'unravel': '0.1.0'}, 'threads': 1, 'world_size': 1, 'device': 'cpu',
+             'created': '2026-12-01T23:32:30Z', 'updated': '2026-12-01T23:32:30Z'}
+    imported = {'schema_version': 1, 'command': 'import', 'model': 'resnet18', 'network': dict(network, in_channels=3),
+                'normalizer': {'mean': [0.485, 0.456, 0.406], 'std': [0.229, 0.224, 0.225]},
+                'residual_scales': [1, 0.5, 0.25], 'source': {'file': 'r18.pt', 'format': 'zip'}}
+    summary = {'epochs': 3, 'test_error': 0.408, 'test_top5_error': 0.0215, 'test_n': 512, 'schema_version': 1,
+               'checkpoint': {'epoch': 3, 'fingerprint': 'fnv1a64:0123456789abcdef'}}
+    for name, obj in [('train.json', train), ('import.json', imported), ('summary.json', summary),
+                      ('summary_old.json', {'epochs': 2, 'test_error': 0.5})]:
+        write('config', name, json.dumps(obj, indent=1).encode())
+
+    for name, data in [('images_2x4x4', idx_file([2, 4, 4], 1)), ('labels_3', idx_file([3], 3)),
+                       ('images_1x28x28', idx_file([1, 28, 28], 0))]:
+        write('idx', name, data)
+        write('idx', name + '.gz', gzip.compress(data, mtime=0))
+
+    pixels = bytes((7 * i) & 0xFF for i in range(3 * 32 * 32))
+    write('cifar', 'cifar10_2.bin', bytes([3]) + pixels + bytes([9]) + pixels)
+    write('cifar', 'cifar100_1.bin', bytes([19, 99]) + pixels)
+
+    key = {'weights': '0123456789abcdef', 'plans': ['intact', 'delete=1', 'delete=2'], 'images': 96,
+           'labels_sum': 432, 'engine': 'prefix', 'batch_size': 16, 'fold': True, 'channels_last': False,
+           'recalibrate_bn': 1, 'recalibrate_batch_size': 16, 'seed': 0}  # as fuzz_progress.cpp's
+    engine48 = [metrics_counts(48, 40, 47, 20.5), metrics_counts(48, 30, 45, 31.25), metrics_counts(48, 5, 20, 80.0)]
+    engine96 = [metrics_counts(96, 80, 94, 41.0), metrics_counts(96, 61, 90, 63.5), metrics_counts(96, 9, 41, 160.0)]
+    recal = {'delete=1': metrics_counts(96, 70, 93, 50.0)}
+    for name, obj in [('half.json', {'key': key, 'engine_done': 48, 'engine': engine48, 'recalibrated': {}}),
+                      ('recalibrating.json', {'key': key, 'engine_done': 96, 'engine': engine96, 'recalibrated': recal}),
+                      ('empty.json', {'key': key, 'engine_done': 0, 'engine': [], 'recalibrated': {}})]:
+        write('progress', name, json.dumps(obj, separators=(',', ':')).encode())
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--pickle-save', help='a small file written by torch::pickle_save')
+    ap.add_argument('--data-parsers', action='store_true', help='only the corpora of the data-file parsers')
     args = ap.parse_args()
+    if args.data_parsers:
+        return data_parser_corpora()
     net = tiny_net()
     sd = net.state_dict()
     small = saved(sd)
