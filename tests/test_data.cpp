@@ -1,47 +1,38 @@
 // Tests of src/data: spec parsing, IDX and CIFAR readers on small files written here (good and
 // corrupt), the synthetic set, subsets and validation splits, normalisation and the Loader.
+// Sections: specs / IDX / CIFAR / synthetic / subsets, validation split, normalisation (the
+// Normalizer's std is the population std, pinned by a hand computation) / the Loader (every
+// example once per epoch, seeded order, crop and flip against a direct computation) / the real
+// data set. The Loader's speed is measured by bench/bench_loader, not here.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/errors.h"
 #include "data/dataset.h"
+#include "testing.h"
 
 namespace fs = std::filesystem;
 using namespace unravel;
 using namespace unravel::data;
+using unravel::testing::expect_thrown_user_error;
+using unravel::testing::TempDir;
 
 namespace {
 
 using Bytes = std::vector<uint8_t>;
-
-// A fresh directory under the system temp dir, removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "unravel_test_data_XXXXXX").string();
-    if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-  std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
-};
 
 void write_raw(const std::string& path, const Bytes& b) {
   std::ofstream f(path, std::ios::binary);
@@ -56,11 +47,6 @@ void write_gz(const std::string& path, const Bytes& b) {
     ASSERT_EQ(gzwrite(f, b.data(), static_cast<unsigned>(b.size())), (int)b.size());
   }
   ASSERT_EQ(gzclose(f), Z_OK);
-}
-
-Bytes read_raw(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return Bytes(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
 }
 
 void put_u32(Bytes& b, uint32_t v) {
@@ -112,25 +98,6 @@ void write_idx_set(const TempDir& d, bool gz) {
   w("t10k-labels-idx1-ubyte", idx_labels(cyclic_labels(5, 3)));
 }
 
-// Runs fn, which must throw UserError with a one-line message containing every part.
-// SHOW_ERRORS=1 in the environment prints each message (to review their wording).
-void expect_user_error(const std::function<void()>& fn, const std::vector<std::string>& parts) {
-  try {
-    fn();
-  } catch (const UserError& e) {
-    const std::string msg = e.what();
-    if (getenv("SHOW_ERRORS")) std::printf("  msg: %s\n", msg.c_str());
-    EXPECT_EQ(msg.find('\n'), std::string::npos) << "multi-line message: " << msg;
-    for (const auto& p : parts)
-      EXPECT_NE(msg.find(p), std::string::npos) << "message lacks '" << p << "': " << msg;
-    return;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected UserError, got another exception: " << e.what();
-    return;
-  }
-  ADD_FAILURE() << "expected UserError, nothing was thrown";
-}
-
 DataSpec spec_of(const std::string& kind, const std::string& dir) {
   DataSpec s;
   s.kind = kind;
@@ -166,11 +133,11 @@ TEST(DataSpec, ParsesKindsAndDefaults) {
 }
 
 TEST(DataSpec, RejectsBadSpecs) {
-  expect_user_error([] { parse_data_spec("imagenet:/x"); },
+  expect_thrown_user_error([] { parse_data_spec("imagenet:/x"); },
                     {"imagenet", "fashion-mnist", "mnist", "cifar10", "cifar100", "synthetic"});
-  expect_user_error([] { parse_data_spec("mnist"); }, {"mnist", "DIR"});
-  expect_user_error([] { parse_data_spec("cifar10:"); }, {"cifar10:", "empty"});
-  expect_user_error([] { load_dataset(parse_data_spec("fashion-mnist:/no/such/dir")); },
+  expect_thrown_user_error([] { parse_data_spec("mnist"); }, {"mnist", "DIR"});
+  expect_thrown_user_error([] { parse_data_spec("cifar10:"); }, {"cifar10:", "empty"});
+  expect_thrown_user_error([] { load_dataset(parse_data_spec("fashion-mnist:/no/such/dir")); },
                     {"/no/such/dir", "does not exist"});
 }
 
@@ -272,7 +239,7 @@ TEST(Idx, CorruptFilesGiveOneLineErrors) {
       {"truncated gz stream",
        [&](const TempDir& d) {
          write_gz(d / (img + ".gz"), idx_images(12, 6, 4));
-         Bytes z = read_raw(d / (img + ".gz"));
+         Bytes z = unravel::testing::read_bytes(d / (img + ".gz"));
          z.resize(z.size() / 2);
          write_raw(d / (img + ".gz"), z);
          fs::remove(d / img);
@@ -364,7 +331,7 @@ TEST(Idx, CorruptFilesGiveOneLineErrors) {
     c.corrupt(d);
     std::vector<std::string> parts = c.parts;
     parts.push_back(d.str());
-    expect_user_error([&] { load_dataset(spec_of("fashion-mnist", d.str())); }, parts);
+    expect_thrown_user_error([&] { load_dataset(spec_of("fashion-mnist", d.str())); }, parts);
   }
 }
 
@@ -454,48 +421,48 @@ TEST(Cifar, CorruptFilesGiveOneLineErrors) {
     TempDir d;
     write_cifar10(d.str());
     fs::remove(d / "data_batch_3.bin");
-    expect_user_error([&] { load_dataset(parse_data_spec("cifar10:" + d.str())); },
+    expect_thrown_user_error([&] { load_dataset(parse_data_spec("cifar10:" + d.str())); },
                       {d / "data_batch_3.bin", "missing"});
   }
   {
     TempDir d;
     write_cifar10(d.str());
-    Bytes b = read_raw(d / "data_batch_2.bin");
+    Bytes b = unravel::testing::read_bytes(d / "data_batch_2.bin");
     b.resize(b.size() - 100);
     write_raw(d / "data_batch_2.bin", b);
-    expect_user_error([&] { load_dataset(parse_data_spec("cifar10:" + d.str())); },
+    expect_thrown_user_error([&] { load_dataset(parse_data_spec("cifar10:" + d.str())); },
                       {d / "data_batch_2.bin", "truncated", "3073"});
   }
   {
     TempDir d;
     write_cifar10(d.str());
     write_raw(d / "test_batch.bin", cifar_file(0, {{1}, {10}}));
-    expect_user_error([&] { load_dataset(parse_data_spec("cifar10:" + d.str())); },
+    expect_thrown_user_error([&] { load_dataset(parse_data_spec("cifar10:" + d.str())); },
                       {d / "test_batch.bin", "label 10", "position 1", "out of range"});
   }
   {
     TempDir d;
     write_cifar10(d.str());
     write_raw(d / "test_batch.bin", Bytes{});
-    expect_user_error([&] { load_dataset(parse_data_spec("cifar10:" + d.str())); },
+    expect_thrown_user_error([&] { load_dataset(parse_data_spec("cifar10:" + d.str())); },
                       {d / "test_batch.bin", "empty"});
   }
   {
     TempDir d;
     write_raw(d / "train.bin", cifar_file(1, {{1, 100}}));
     write_raw(d / "test.bin", cifar_file(1, {{1, 1}}));
-    expect_user_error([&] { load_dataset(parse_data_spec("cifar100:" + d.str())); },
+    expect_thrown_user_error([&] { load_dataset(parse_data_spec("cifar100:" + d.str())); },
                       {d / "train.bin", "fine label 100", "out of range"});
     write_raw(d / "train.bin", cifar_file(1, {{20, 1}}));
-    expect_user_error([&] { load_dataset(parse_data_spec("cifar100:" + d.str())); },
+    expect_thrown_user_error([&] { load_dataset(parse_data_spec("cifar100:" + d.str())); },
                       {d / "train.bin", "coarse label 20", "out of range"});
     write_raw(d / "train.bin", cifar_file(1, {{1, 1}}));
     fs::remove(d / "test.bin");
-    expect_user_error([&] { load_dataset(parse_data_spec("cifar100:" + d.str())); },
+    expect_thrown_user_error([&] { load_dataset(parse_data_spec("cifar100:" + d.str())); },
                       {d / "test.bin", "missing"});
     // A CIFAR-10 file given as CIFAR-100: 3073-byte records are not 3074-byte ones.
     write_raw(d / "test.bin", cifar_file(1, {{1}, {2}}));
-    expect_user_error([&] { load_dataset(parse_data_spec("cifar100:" + d.str())); },
+    expect_thrown_user_error([&] { load_dataset(parse_data_spec("cifar100:" + d.str())); },
                       {d / "test.bin", "3074"});
   }
 }
@@ -544,14 +511,14 @@ TEST(Synthetic, LearnableButNotTrivial) {
 }
 
 TEST(Synthetic, RejectsBadOptions) {
-  expect_user_error([] { load_dataset(parse_data_spec("synthetic:colour=1")); },
+  expect_thrown_user_error([] { load_dataset(parse_data_spec("synthetic:colour=1")); },
                     {"colour", "train", "seed"});
-  expect_user_error([] { load_dataset(parse_data_spec("synthetic:size=abc")); }, {"size=abc"});
-  expect_user_error([] { load_dataset(parse_data_spec("synthetic:classes=1")); },
+  expect_thrown_user_error([] { load_dataset(parse_data_spec("synthetic:size=abc")); }, {"size=abc"});
+  expect_thrown_user_error([] { load_dataset(parse_data_spec("synthetic:classes=1")); },
                     {"classes=1", "[2, 1000]"});
-  expect_user_error([] { load_dataset(parse_data_spec("synthetic:train")); },
+  expect_thrown_user_error([] { load_dataset(parse_data_spec("synthetic:train")); },
                     {"train", "KEY=VALUE"});
-  expect_user_error(
+  expect_thrown_user_error(
       [] { load_dataset(parse_data_spec("synthetic:train=1000000,size=512,channels=16")); },
       {"too large"});
 }
@@ -613,7 +580,7 @@ TEST(Subset, ValidationSplitIsDeterministicAndDisjoint) {
   split_validation(s, 0, 7, tr, va);
   EXPECT_EQ(tr.size(), 100);
   EXPECT_EQ(va.size(), 0);
-  expect_user_error([&] { split_validation(s, 100, 7, tr, va); }, {"--val-split", "100"});
+  expect_thrown_user_error([&] { split_validation(s, 100, 7, tr, va); }, {"--val-split", "100"});
 }
 
 TEST(Normalizer, MatchesHandComputation) {
@@ -634,7 +601,7 @@ TEST(Normalizer, MatchesHandComputation) {
   EXPECT_NEAR(y[1][0][0][0].item<float>(), (0.2 - 0.4) / std::sqrt(0.14), 1e-5);
   EXPECT_NEAR(y[1][1][0][1].item<float>(), 0.0, 1e-6);
   EXPECT_EQ(n.apply(x, torch::kDouble).scalar_type(), torch::kDouble);
-  expect_user_error(
+  expect_thrown_user_error(
       [&] {
         n.apply(torch::zeros({1, 3, 2, 2}, torch::kUInt8));
       },
@@ -679,6 +646,9 @@ Split random_split(int64_t n, int64_t c, int64_t h, int64_t w) {
   return s;
 }
 
+// Every example exactly once per epoch, with and without shuffling and augmentation, over
+// several epochs; drop_last leaves out exactly the final short batch; `start` begins the epoch's
+// order at that position.
 TEST(Loader, CoversEveryIndexOncePerEpoch) {
   const Split s = random_split(103, 2, 5, 6);
   const Normalizer n = Normalizer::fit(s.images);
@@ -705,8 +675,42 @@ TEST(Loader, CoversEveryIndexOncePerEpoch) {
   o.shuffle = false;
   const auto plain = all_batches(s, n, o, 0);
   EXPECT_TRUE(torch::equal(plain[3].index, torch::arange(30, 40, torch::kLong)));
+
+  // Augmented, shuffled, several epochs, with and without drop_last: each example once per
+  // epoch (drop_last: all but the 3 at the end of that epoch's order), labels still its own.
+  o.shuffle = true;
+  o.augment = true;
+  o.pad = 2;
+  for (bool drop_last : {false, true}) {
+    o.drop_last = drop_last;
+    for (int64_t epoch : {0, 1, 7}) {
+      SCOPED_TRACE("epoch " + std::to_string(epoch) + (drop_last ? " drop_last" : ""));
+      std::vector<int> count(103, 0);
+      int64_t total = 0;
+      for (const auto& b : all_batches(s, n, o, epoch)) {
+        EXPECT_TRUE(torch::equal(b.labels, s.labels.index_select(0, b.index)));
+        for (int64_t i = 0; i < b.index.size(0); ++i) ++count[b.index[i].item<int64_t>()], ++total;
+      }
+      EXPECT_EQ(total, drop_last ? 100 : 103);
+      for (int i = 0; i < 103; ++i) EXPECT_LE(count[i], 1) << i;
+    }
+  }
+  // start = 40: the positions 40.. of the same epoch's order, batch boundaries from there.
+  o.drop_last = false;
+  o.augment = false;
+  const auto whole = all_batches(s, n, o, 2);
+  std::vector<int64_t> order;
+  for (const auto& b : whole)
+    for (int64_t i = 0; i < b.index.size(0); ++i) order.push_back(b.index[i].item<int64_t>());
+  o.start = 40;
+  std::vector<int64_t> rest;
+  for (const auto& b : all_batches(s, n, o, 2))
+    for (int64_t i = 0; i < b.index.size(0); ++i) rest.push_back(b.index[i].item<int64_t>());
+  EXPECT_EQ(rest, std::vector<int64_t>(order.begin() + 40, order.end()));
 }
 
+// The order is a function of (seed, epoch): the same pair gives the same batches bit for bit,
+// another epoch or another seed another permutation.
 TEST(Loader, SameSeedAndEpochGiveIdenticalBatches) {
   const Split s = random_split(64, 1, 8, 8);
   const Normalizer n = Normalizer::fit(s.images);
@@ -721,13 +725,25 @@ TEST(Loader, SameSeedAndEpochGiveIdenticalBatches) {
   o.seed = 6;
   const auto d = all_batches(s, n, o, 3);
   ASSERT_EQ(a.size(), 4u);
+  auto order_of = [](const std::vector<Batch>& bs) {
+    std::vector<int64_t> out;
+    for (const auto& x : bs)
+      for (int64_t i = 0; i < x.index.size(0); ++i) out.push_back(x.index[i].item<int64_t>());
+    return out;
+  };
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_TRUE(torch::equal(a[i].images, b[i].images)) << "batch " << i;
     EXPECT_TRUE(torch::equal(a[i].index, b[i].index)) << "batch " << i;
     EXPECT_TRUE(torch::equal(a[i].labels, b[i].labels)) << "batch " << i;
   }
-  EXPECT_FALSE(torch::equal(a[0].index, c[0].index));  // another epoch, another order
-  EXPECT_FALSE(torch::equal(a[0].index, d[0].index));  // another seed, another order
+  // another epoch or seed: another permutation (most positions differ, as for random orders)
+  for (const auto* other : {&c, &d}) {
+    const auto x = order_of(a), y = order_of(*other);
+    int same = 0;
+    for (size_t i = 0; i < x.size(); ++i) same += x[i] == y[i];
+    EXPECT_LT(same, 16) << "of 64 positions";
+    EXPECT_TRUE(std::is_permutation(x.begin(), x.end(), y.begin()));
+  }
   // Same order but different epochs also augment differently.
   o.shuffle = false;
   o.seed = 5;
@@ -757,6 +773,68 @@ TEST(Loader, FlipOnlyEqualsTorchFlip) {
   }
   EXPECT_GT(flipped, 70);  // ~100 of 200 each way
   EXPECT_GT(kept, 70);
+}
+
+// torchvision's RandomCrop(size, padding=pad) then RandomHorizontalFlip, written out with loops on
+// uint8 pixels: zero padding, the window at (top, left) of the padded image, then the mirror.
+torch::Tensor crop_then_flip(const torch::Tensor& img, int64_t pad, int64_t top, int64_t left, bool flip) {
+  const int64_t C = img.size(0), H = img.size(1), W = img.size(2);
+  torch::Tensor out = torch::zeros({C, H, W}, torch::kUInt8);
+  auto src = img.accessor<uint8_t, 3>();
+  auto dst = out.accessor<uint8_t, 3>();
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t y = 0; y < H; ++y)
+      for (int64_t x = 0; x < W; ++x) {
+        const int64_t sy = top + y - pad, sx = left + x - pad;  // in the unpadded image
+        const uint8_t v = sy >= 0 && sy < H && sx >= 0 && sx < W ? src[c][sy][sx] : 0;
+        dst[c][y][flip ? W - 1 - x : x] = v;
+      }
+  return out;
+}
+
+// A known image whose every pixel is distinct (1 + its index: no crop of one offset and flip
+// equals another's): each augmented sample equals the direct computation above for exactly one
+// (top, left, flip), and over the epoch every offset and both flips occur.
+TEST(Loader, CropAndFlipEqualADirectComputation) {
+  const int64_t pad = 2, C = 2, H = 6, W = 5;
+  Split s;
+  s.images = (torch::arange(C * H * W, torch::kLong) + 1).to(torch::kUInt8).view({1, C, H, W}).repeat({600, 1, 1, 1});
+  s.labels = torch::zeros({600}, torch::kLong);
+  const Normalizer n = Normalizer::fit(s.images);
+  LoaderOptions o;
+  o.batch_size = 64;
+  o.augment = true;
+  o.pad = pad;
+  o.seed = 3;
+  std::vector<torch::Tensor> candidates;  // normalised, per (top, left, flip)
+  std::vector<std::tuple<int64_t, int64_t, bool>> params;
+  for (int64_t top = 0; top <= 2 * pad; ++top)
+    for (int64_t left = 0; left <= 2 * pad; ++left)
+      for (bool flip : {false, true}) {
+        candidates.push_back(n.apply(crop_then_flip(s.images[0], pad, top, left, flip).unsqueeze(0))[0]);
+        params.emplace_back(top, left, flip);
+      }
+  std::map<std::tuple<int64_t, int64_t, bool>, int> seen;
+  for (const auto& b : all_batches(s, n, o, 1))
+    for (int64_t i = 0; i < b.images.size(0); ++i) {
+      int matches = 0;
+      for (size_t c = 0; c < candidates.size(); ++c)
+        if (torch::equal(b.images[i], candidates[c])) ++matches, ++seen[params[c]];
+      ASSERT_EQ(matches, 1) << "sample " << b.index[i].item<int64_t>() << " is no crop-then-flip of the image";
+    }
+  EXPECT_EQ(seen.size(), candidates.size()) << "every (top, left, flip) of 25 x 2 occurs in 600 samples";
+  int flips = 0;
+  for (const auto& [p, count] : seen) flips += std::get<2>(p) ? count : 0;
+  EXPECT_NEAR(flips, 300, 60);  // Binomial(600, 1/2): sd 12
+  // the flip-only and crop-only settings are the special cases
+  o.flip = false;
+  for (const auto& b : all_batches(s, n, o, 1))
+    for (int64_t i = 0; i < b.images.size(0); ++i) {
+      bool found = false;
+      for (size_t c = 0; c < candidates.size() && !found; ++c)
+        found = !std::get<2>(params[c]) && torch::equal(b.images[i], candidates[c]);
+      ASSERT_TRUE(found) << "flip = false gave a flipped sample";
+    }
 }
 
 TEST(Loader, CropMatchesZeroPaddedReference) {
@@ -806,41 +884,15 @@ TEST(Loader, DropLastAndBadOptions) {
   o.drop_last = false;
   EXPECT_EQ(Loader(s, n, o, 0).num_batches(), 11);
   o.batch_size = 0;
-  expect_user_error([&] { Loader(s, n, o, 0); }, {"batch size 0"});
+  expect_thrown_user_error([&] { Loader(s, n, o, 0); }, {"batch size 0"});
   o.batch_size = 8;
   o.augment = true;
   o.pad = -1;
-  expect_user_error([&] { Loader(s, n, o, 0); }, {"padding -1"});
+  expect_thrown_user_error([&] { Loader(s, n, o, 0); }, {"padding -1"});
   // An empty split gives no batches.
   Split empty{s.images.narrow(0, 0, 0), s.labels.narrow(0, 0, 0)};
   Batch out;
   EXPECT_FALSE(Loader(empty, n, LoaderOptions{}, 0).next(out));
-}
-
-TEST(Loader, TimingOnFashionMnistAndCifarShapes) {
-  // Prints ms per batch of 128 (no tight assertion: the machine is shared). The trainer needs
-  // well under 5 ms next to a ~200 ms ResNet-20 step.
-  for (const auto& shape : {std::vector<int64_t>{8192, 1, 28, 28}, {2048, 3, 32, 32}}) {
-    const Split s = random_split(shape[0], shape[1], shape[2], shape[3]);
-    const Normalizer n = Normalizer::fit(s.images);
-    for (bool augment : {false, true}) {
-      LoaderOptions o;
-      o.batch_size = 128;
-      o.shuffle = true;
-      o.augment = augment;
-      Loader l(s, n, o, 0);
-      Batch b;
-      int64_t count = 0;
-      const auto t0 = std::chrono::steady_clock::now();
-      while (l.next(b)) ++count;
-      const double ms =
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      ASSERT_EQ(count, shape[0] / 128);
-      std::printf("Loader, 128 x %lldx%lldx%lld, shuffle, augment=%d: %.3f ms/batch\n",
-                  (long long)shape[1], (long long)shape[2], (long long)shape[3], (int)augment,
-                  ms / count);
-    }
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 // Lesion studies: plan generation, the prefix-tree engine against the reference engine, deleted
 // blocks, batch-norm folding and recalibration, reports. Small nets on 1x12x12 inputs.
+// Sections: Kendall tau (brute force over pairs) and plan generation / blocks under a deleted
+// step / batch-norm folding / the engines / batch-norm recalibration / the study and its reports
+// (summary std: the sample std, n-1) / the command line / interrupted sweeps.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -8,16 +11,16 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 #include <set>
-
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "core/errors.h"
 #include "core/util.h"
 #include "lesion/lesion.h"
+#include "testing.h"
 
 using namespace unravel;
+using unravel::testing::TempDir;
 using namespace unravel::lesion;
 using models::Network;
 using models::NetworkOptions;
@@ -101,6 +104,23 @@ void expect_engines_agree(Network& net, const std::vector<Plan>& plans) {
   EXPECT_EQ(sr.stem_evaluations, 4 * static_cast<int64_t>(plans.size()));
 }
 
+// Kendall's tau-a straight from its definition, over the distinct blocks present in `order`:
+// each block sits at the position of its first occurrence; a pair of blocks a < b is concordant
+// when a comes first, discordant otherwise; tau = (C - D) / C(m, 2), and 1 for m < 2 blocks.
+double kendall_tau_brute(const std::vector<int>& order) {
+  std::map<int, size_t> first;  // block -> position of its first occurrence
+  for (size_t i = 0; i < order.size(); ++i) first.emplace(order[i], i);
+  std::vector<std::pair<int, size_t>> blocks(first.begin(), first.end());
+  const size_t m = blocks.size();
+  if (m < 2) return 1.0;
+  long long concordant = 0, discordant = 0;
+  for (size_t a = 0; a < m; ++a)
+    for (size_t b = 0; b < m; ++b)
+      if (blocks[a].first < blocks[b].first) (blocks[a].second < blocks[b].second ? concordant : discordant)++;
+  EXPECT_EQ(concordant + discordant, static_cast<long long>(m * (m - 1) / 2));
+  return static_cast<double>(concordant - discordant) / static_cast<double>(m * (m - 1) / 2);
+}
+
 }  // namespace
 
 // ---- Kendall tau and plan generation ---------------------------------------------------------
@@ -117,6 +137,31 @@ TEST(LesionKendall, KnownValues) {
   }
   // Swapping the ends of 1..5: pairs (5,x) and (x,1) discordant: 7 of 10 -> (3 - 7) / 10.
   EXPECT_NEAR(kendall_tau({5, 2, 3, 4, 1}), -0.4, 1e-12);
+  EXPECT_NEAR(kendall_tau_brute({5, 2, 3, 4, 1}), -0.4, 1e-12);  // the oracle agrees by hand
+}
+
+// Random orders of random subsets of 1..n with repeated blocks: kendall_tau equals the count of
+// concordant and discordant pairs of first occurrences. Repeats and absent blocks change nothing.
+TEST(LesionKendall, EqualsBruteForcePairCountOnRandomOrdersWithRepeats) {
+  std::mt19937 rng(2016);
+  int nontrivial = 0;
+  for (int trial = 0; trial < 400; ++trial) {
+    const int n = 1 + static_cast<int>(rng() % 12);
+    std::vector<int> order;
+    for (int b = 1; b <= n; ++b)
+      if (rng() % 4 != 0) order.push_back(b);  // about a quarter of the blocks absent
+    std::shuffle(order.begin(), order.end(), rng);
+    const int repeats = static_cast<int>(rng() % 4);
+    for (int r = 0; r < repeats && !order.empty(); ++r)  // a repeat anywhere after the original
+      order.insert(order.begin() + static_cast<long>(rng() % (order.size() + 1)), order[rng() % order.size()]);
+    const double want = kendall_tau_brute(order);
+    nontrivial += std::abs(want) < 1.0;
+    EXPECT_NEAR(kendall_tau(order), want, 1e-12) << "order " << format_index_list(order);
+  }
+  EXPECT_GT(nontrivial, 200);  // the orders were not all (anti-)sorted
+  // the first occurrence decides: 2,1,2 has 2 before 1; 1,2,1 has 1 before 2
+  EXPECT_DOUBLE_EQ(kendall_tau({2, 1, 2}), -1.0);
+  EXPECT_DOUBLE_EQ(kendall_tau({1, 2, 1}), 1.0);
 }
 
 TEST(LesionSweeps, KRange) {
@@ -543,7 +588,8 @@ TEST(LesionStudy, JsonCsvAndRecalibration) {
   EXPECT_TRUE(j["plans"][7]["recalibrated"].contains("top1_error"));
   EXPECT_EQ(j["plans"][7]["k"], 2);
   EXPECT_EQ(j["plans"][8]["k"], 3);
-  EXPECT_EQ(j["plans"][8]["kendall_tau"], 1.0);
+  for (size_t i = 0; i < ls.size(); ++i)  // every plan's tau: the pair count of its order
+    EXPECT_DOUBLE_EQ(j["plans"][i]["kendall_tau"].get<double>(), kendall_tau_brute(ls[i].plan.order())) << i;
   // summary: single sweep, then k = 2 and k = 3 of the random sweep
   ASSERT_EQ(j["summary"].size(), 3u);
   const auto& s2 = j["summary"][1];
@@ -551,7 +597,11 @@ TEST(LesionStudy, JsonCsvAndRecalibration) {
   EXPECT_EQ(s2["count"], 2);
   const double e6 = r.metrics[6].top1_error(), e7 = r.metrics[7].top1_error();
   EXPECT_DOUBLE_EQ(s2["mean"].get<double>(), 0.5 * (e6 + e7));
-  EXPECT_NEAR(s2["std"].get<double>(), std::abs(e6 - e7) / std::sqrt(2.0), 1e-12);
+  // the summary reports the sample std (n - 1): |a - b| / sqrt(2) for two values, not the
+  // population std |a - b| / 2
+  const double sample_std = std::abs(e6 - e7) / std::sqrt(2.0), population_std = std::abs(e6 - e7) / 2;
+  EXPECT_NEAR(s2["std"].get<double>(), sample_std, 1e-12);
+  if (e6 != e7) EXPECT_GT(std::abs(s2["std"].get<double>() - population_std), 1e-6);
   EXPECT_DOUBLE_EQ(s2["min"].get<double>(), std::min(e6, e7));
 
   const std::string csv = to_csv(r);
@@ -568,30 +618,25 @@ TEST(LesionStudy, JsonCsvAndRecalibration) {
   EXPECT_NE(table.find("delete-random"), std::string::npos);
 }
 
+// ---- the command line -------------------------------------------------------------------------
+
 TEST(LesionCli, MissingPlansFileIsOneLine) {
-  const char* bin = std::getenv("UNRAVEL_BIN");
-  if (!bin || !path_exists(bin)) GTEST_SKIP() << "the unravel program is not built (UNRAVEL_BIN)";
-  const std::string err = testing::TempDir() + "lesion_err.txt";
-  const std::string cmd = std::string(bin) +
-                          " lesion --model preresnet8 --data synthetic:train=64,test=32,size=12,channels=1"
-                          " --plans /no/such/file --quiet 2> " + err + " > /dev/null";
-  const int rc = std::system(cmd.c_str());
-  ASSERT_TRUE(WIFEXITED(rc));
-  EXPECT_EQ(WEXITSTATUS(rc), 1);
-  const std::string msg = read_text_file(err);
-  EXPECT_EQ(std::count(msg.begin(), msg.end(), '\n'), 1) << msg;
-  EXPECT_NE(msg.find("/no/such/file"), std::string::npos) << msg;
+  if (!path_exists(unravel::testing::unravel_bin())) GTEST_SKIP() << "the unravel program is not built (UNRAVEL_BIN)";
+  unravel::testing::expect_user_error(
+      unravel::testing::run_unravel("lesion --model preresnet8 --data synthetic:train=64,test=32,size=12,channels=1"
+                           " --plans /no/such/file --quiet"),
+      "/no/such/file", "lesion --plans /no/such/file");
 }
 
 TEST(LesionCli, SingleSweepWritesJsonAndCsv) {
-  const char* bin = std::getenv("UNRAVEL_BIN");
-  if (!bin || !path_exists(bin)) GTEST_SKIP() << "the unravel program is not built (UNRAVEL_BIN)";
-  const std::string dir = testing::TempDir();
-  const std::string cmd = std::string(bin) +
-                          " lesion --model preresnet14 --data synthetic:train=64,test=48,size=12,channels=1"
-                          " --single --swap-random 1 --samples 2 --threads 1 --quiet --json " + dir +
-                          "lesion_cli.json --csv " + dir + "lesion_cli.csv > /dev/null";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  if (!path_exists(unravel::testing::unravel_bin())) GTEST_SKIP() << "the unravel program is not built (UNRAVEL_BIN)";
+  TempDir tmp("lesion_cli");
+  const std::string dir = tmp.str() + "/";
+  const unravel::testing::CommandResult r = unravel::testing::run_unravel(
+      "lesion --model preresnet14 --data synthetic:train=64,test=48,size=12,channels=1"
+      " --single --swap-random 1 --samples 2 --threads 1 --quiet --json " + dir +
+      "lesion_cli.json --csv " + dir + "lesion_cli.csv");
+  ASSERT_EQ(r.code, 0) << r.err;
   auto j = read_json_file(dir + "lesion_cli.json");
   EXPECT_EQ(j["model"], "preresnet14");
   EXPECT_EQ(j["baseline"]["n"], 48);
@@ -628,9 +673,8 @@ TEST(LesionStudy, InterruptedSweepResumes) {
   const auto ls = generate_lesions(o, net->default_plan(), net->block_infos());
   const LesionResult whole = run_lesion(net, ls, test, train, norm, o);
 
-  const std::string file = (std::filesystem::temp_directory_path() /
-                            fmt::format("unravel_lesion_progress_{}.json", ::getpid())).string();
-  std::remove(file.c_str());
+  TempDir tmp("lesion_progress");
+  const std::string file = tmp.file("progress.json");
   struct Stop {};
   LesionOptions p = o;
   p.progress_file = file;
@@ -693,9 +737,9 @@ TEST(LesionStudy, InterruptedSweepResumes) {
     EXPECT_THROW(run_lesion(net, ls, test, train, norm, q), Stop);
   }
   Network other = make_net("preresnet14", 10);
-  testing::internal::CaptureStderr();
+  ::testing::internal::CaptureStderr();
   const LesionResult fresh = run_lesion(other, ls, test, train, norm, p);
-  EXPECT_NE(testing::internal::GetCapturedStderr().find("another sweep"), std::string::npos);
+  EXPECT_NE(::testing::internal::GetCapturedStderr().find("another sweep"), std::string::npos);
   EXPECT_EQ(fresh.baseline.n, 96);
   EXPECT_FALSE(std::filesystem::exists(file));
 }
