@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(
   build-essential cmake ninja-build git pkg-config
-  libtorch-dev libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev zlib1g-dev
+  libtorch-dev libcli11-dev nlohmann-json3-dev libfmt-dev zlib1g-dev
   libgloo-dev     # headers of the c10d Gloo process group (data-parallel training)
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist gnuplot-nox
