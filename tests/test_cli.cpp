@@ -10,6 +10,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/exit_status.h"
+
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
@@ -260,4 +262,26 @@ TEST(Cli, LesionWithTwoProcessesCountsTheSame) {
   fs::remove(one);
   fs::remove(two);
   fs::remove_all(dir);
+}
+
+// The exit rule of core/errors.h as main applies it (apps/unravel/main.cpp sorts exceptions into
+// these two kinds; no command line reliably makes libtorch fail, so the mapping is checked here).
+TEST(Cli, ExitStatusOfUserAndInternalErrors) {
+  const unravel::ExitReport user = unravel::exit_report(unravel::Failure::User, "data.bin: truncated at 12 bytes");
+  EXPECT_EQ(user.status, 1);
+  EXPECT_EQ(user.line, "error: data.bin: truncated at 12 bytes");
+  // libtorch-style message: the first line only, then cut to 200 characters with "...".
+  const std::string long_line(500, 'x');
+  const unravel::ExitReport bug =
+      unravel::exit_report(unravel::Failure::Internal, long_line + "\nException raised from foo at bar.cpp:1\nframe #0");
+  EXPECT_EQ(bug.status, 2);
+  EXPECT_EQ(bug.line, "internal error: " + std::string(197, 'x') + "...");
+  EXPECT_EQ(unravel::exit_report(unravel::Failure::Internal, "shape mismatch\r\nmore").line,
+            "internal error: shape mismatch");
+  // A cut never splits a UTF-8 character: 196 ASCII bytes, then two-byte characters.
+  std::string utf8(196, 'a');
+  for (int i = 0; i < 10; ++i) utf8 += "\xC3\xA9";  // é
+  const std::string cut = unravel::exit_report(unravel::Failure::Internal, utf8).line;
+  EXPECT_EQ(cut, "internal error: " + std::string(196, 'a') + "...");
+  EXPECT_EQ(unravel::exit_report(unravel::Failure::Internal, "").line, "internal error: (no message)");
 }

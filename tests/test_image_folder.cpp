@@ -7,6 +7,11 @@
 // skipped and counted with skip_bad=1; parallel decoding gives the same batches as serial.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
+#include <map>
+#include <sstream>
+
 #include "data/dataset.h"
 #include "testing.h"
 
@@ -166,6 +171,79 @@ TEST(ImageFolder, TrainingAugmentationIsSeeded) {
   EXPECT_EQ(compare_tensors((t / "a.pt").string(), (t / "b.pt").string()).first, 0.0);
   EXPECT_GT(compare_tensors((t / "a.pt").string(), (t / "c.pt").string()).first, 0.1);
   EXPECT_GT(compare_tensors((t / "a.pt").string(), (fx / "expected_train.pt").string()).first, 0.1);
+}
+
+}  // namespace
+}  // namespace unravel
+
+namespace unravel {
+namespace {
+
+// `repro --preset imagenet` end to end on the fixture folder: a seeded torchvision resnet18
+// imported at 32x32, E2 deletes each of its 8 blocks alone. Every plan's loss and correct count
+// is torchvision's on the same tensors (block j replaced by relu(shortcut(x))); results.json
+// holds a verdict for E2 and the report draws its figure; the rerun reuses every step.
+TEST(ReproImagenetPreset, E2OnAnImportedResnet18MatchesTorchvision) {
+  const fs::path fx = folder_fixture();
+  TempDir t("rin");
+  const std::string weights = (t / "w.pt").string();
+  const CommandResult w = run_python("-c \"import torch, torchvision; torch.manual_seed(5); "
+                                     "m = torchvision.models.resnet18(num_classes=3); "
+                                     "[b.running_var.uniform_(0.5, 1.5) for b in m.modules() if isinstance(b, torch.nn.BatchNorm2d)]; "
+                                     "torch.save(m.state_dict(), '" + weights + "')\"");
+  ASSERT_EQ(w.code, 0) << w.err;
+  const std::string out = (t / "out").string();
+  const std::string cmd = "repro --preset imagenet --weights " + weights + " --arch resnet18 --data imagefolder:" +
+                          (fx / "folder").string() + ":resize=40,crop=32 --threads 1 --out " + out;
+  const CommandResult first = run_unravel(cmd);
+  ASSERT_EQ(first.code, 0) << first.err;
+  const json r = read_json(out + "/results.json");
+
+  // torchvision on the same tensors: intact, then each block deleted; "loss correct" per line.
+  const CommandResult ref = run_python(
+      "-c \"import sys, torch, torchvision; sys.path.insert(0, '" + test_script("") + "'); import torchvision_fixtures as f; m = torchvision.models.resnet18(num_classes=3); "
+      "m.load_state_dict(torch.load('" + weights + "')); m.eval(); d = torch.load('" +
+      (fx / "expected_val.pt").string() + "'); x, y = d['images'], d['labels']; "
+      "c, l, _ = f.evaluate(m, x, y); print(l / len(y), c)\n"
+      "for j in range(1, 9):\n"
+      "    name, i, saved = f.with_deleted(m, j); c, l, _ = f.evaluate(m, x, y); print(l / len(y), c); "
+      "getattr(m, name)[i] = saved\"");
+  ASSERT_EQ(ref.code, 0) << ref.err;
+  std::vector<std::pair<double, int>> theirs;
+  std::istringstream lines(ref.out);
+  double loss;
+  int correct;
+  while (lines >> loss >> correct) theirs.emplace_back(loss, correct);
+  ASSERT_EQ(theirs.size(), 9u) << ref.out;
+
+  const json& e2 = r.at("E2");
+  EXPECT_EQ(e2.at("baseline").at("n").get<int>(), e2.at("test_n").get<int>());
+  EXPECT_NEAR(e2.at("baseline").at("loss").get<double>(), theirs[0].first, 1e-5);
+  EXPECT_EQ(e2.at("baseline").at("correct").get<int>(), theirs[0].second);
+  std::map<int, json> by_block;
+  for (const json& p : e2.at("plans"))
+    if (p.at("kind") == "delete" && p.at("k") == 1) by_block[p.at("blocks")[0].get<int>()] = p;
+  ASSERT_EQ(by_block.size(), 8u) << "one single deletion per block of resnet18";
+  for (int j = 1; j <= 8; ++j) {
+    EXPECT_NEAR(by_block.at(j).at("loss").get<double>(), theirs[j].first, 1e-5) << "block " << j;
+    EXPECT_EQ(by_block.at(j).at("correct").get<int>(), theirs[j].second) << "block " << j;
+  }
+  // resnet18's downsampling blocks are 3, 5 and 7 (layer2.0, layer3.0, layer4.0).
+  EXPECT_TRUE(by_block.at(3).at("downsample").get<bool>());
+  EXPECT_TRUE(by_block.at(7).at("downsample").get<bool>());
+  EXPECT_FALSE(by_block.at(2).at("downsample").get<bool>());
+  ASSERT_TRUE(r.at("verdicts").contains("E2"));
+  EXPECT_FALSE(r.at("verdicts").at("E2").at("rule").get<std::string>().empty());
+  EXPECT_TRUE(fs::exists(out + "/report/E2_single_deletion.svg"));
+  EXPECT_NE(slurp(out + "/report/index.html").find("90.6% (block 66)"), std::string::npos)
+      << "the authors' ResNet-200 numbers beside ours";
+
+  // The rerun computes nothing: E2's cached result is the same.
+  const CommandResult second = run_unravel(cmd);
+  ASSERT_EQ(second.code, 0) << second.err;
+  EXPECT_EQ(read_json(out + "/results.json").at("E2"), e2);
+  const size_t steps = r.at("steps").size();
+  EXPECT_NE(second.out.find(fmt::format("({} of {} steps reused)", steps, steps)), std::string::npos) << second.out;
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 // imaging_fixtures.py (run with /usr/bin/python3) writes JPEG / PNG / hostile files and what
 // Pillow and torchvision make of each into a fresh temporary directory; we compare byte for byte.
 #include <gtest/gtest.h>
+
+#include <ctime>
 #include <stdlib.h>
 
 #include <chrono>
@@ -231,7 +233,7 @@ TEST_F(ImagingOracle, HostileFilesAndLimits) {
   for (const Line& l : lines("reject")) {  // reject FILE EXPECTED-TEXT...
     std::string expected;
     for (size_t i = 2; i < l.size(); ++i) expected += (i > 2 ? " " : "") + l[i];
-    const auto start = std::chrono::steady_clock::now();
+    const auto start = std::clock();  // CPU time: a busy machine cannot fail it
     try {
       decode_image_file(path(l[1]));
       ADD_FAILURE() << l[1] << " was decoded";
@@ -242,7 +244,7 @@ TEST_F(ImagingOracle, HostileFilesAndLimits) {
       EXPECT_EQ(m.find('\n'), std::string::npos) << m;
       EXPECT_LT(m.size() - path(l[1]).size(), 160u) << m;
     }
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double s = static_cast<double>(std::clock() - start) / CLOCKS_PER_SEC;
     EXPECT_LT(s, 0.5) << l[1];
     ++n;
   }

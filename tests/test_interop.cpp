@@ -6,6 +6,8 @@
 //   2. the seed corpora of the fuzz harnesses read as what they are.
 //   3. hostile inputs, built here byte by byte: each fails with one short line, within a second.
 #include <gtest/gtest.h>
+
+#include <ctime>
 #include <nlohmann/json.hpp>
 #include <zlib.h>
 
@@ -282,7 +284,7 @@ namespace {
 
 std::string le(uint64_t v, int bytes) {
   std::string s;
-  for (int i = 0; i < bytes; ++i) s += static_cast<char>(v >> (8 * i));
+  for (int i = 0; i < bytes; ++i) s += static_cast<char>(i < 8 ? v >> (8 * i) : 0);  // no shift by >= 64
   return s;
 }
 
@@ -373,7 +375,7 @@ size_t read_all(const std::string& bytes, const std::string& name = "hostile.pt"
 // f must throw a UserError of one line of at most 300 characters containing `want`, within 1 s.
 template <class F>
 void expect_error(F&& f, const std::string& want, const std::string& what) {
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = std::clock();  // CPU time: a busy machine cannot fail it
   try {
     f();
     ADD_FAILURE() << what << ": read without an error";
@@ -383,7 +385,7 @@ void expect_error(F&& f, const std::string& want, const std::string& what) {
     EXPECT_LE(msg.size(), 300u) << what << ": " << msg;
     EXPECT_NE(msg.find(want), std::string::npos) << what << ": '" << msg << "' lacks '" << want << "'";
   }
-  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 1.0) << what;
+  EXPECT_LT(static_cast<double>(std::clock() - t0) / CLOCKS_PER_SEC, 1.0) << what;
 }
 
 std::string corpus_file(const std::string& name) {
@@ -509,9 +511,9 @@ TEST(InteropHostile, PickleLimits) {
   // A 1 MB key set 200000 times is hashed once; it keeps its place and takes the last value.
   std::string keys = "\x80\x02}X" + le(1 << 20, 4) + std::string(1 << 20, 'k') + std::string("q\x01K\x00s", 5);
   for (int i = 0; i < 200000; ++i) keys += "h\x01K\x05s";
-  const auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = std::clock();  // CPU time: a busy machine cannot fail it
   UnpickleResult kd = run(keys + u("a") + "K\x07s.");
-  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 1.0);
+  EXPECT_LT(static_cast<double>(std::clock() - t0) / CLOCKS_PER_SEC, 1.0);
   ASSERT_EQ(kd.document.root().entries.size(), 2u);
   EXPECT_EQ(kd.document.root().entries[0].second->integer, 5);
   EXPECT_EQ(kd.document.root().get("a")->integer, 7);

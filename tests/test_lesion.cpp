@@ -260,6 +260,8 @@ TEST(LesionSweeps, RandomSwapsSameShapeDisjoint) {
     EXPECT_LT(l.kendall_tau, 1.0);
   }
   // non-downsampling groups {1,2,3}, {5,6}, {8,9}: at most 3 disjoint pairs
+  EXPECT_EQ(shape_groups(info), (std::vector<std::vector<int>>{{1, 2, 3}, {4}, {5, 6}, {7}, {8, 9}}));
+  EXPECT_EQ(disjoint_swap_pairs(info), 3);  // what repro sizes E4 by, too
   try {
     random_swaps(net->default_plan(), info, 4, 4, 1, 0);
     ADD_FAILURE() << "4 swaps accepted";

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "paths/path_counts.h"
 #include "report/gnuplot.h"
 #include "report/report.h"
 #include "report/results.h"
@@ -209,13 +210,10 @@ json paths_of(int n, int deleted) {
   json lengths = json::array();
   double mean = 0;
   for (int k = 0; k <= n; ++k) {
-    const double share = std::exp(log_binomial(n, k) - n * std::log(2.0));
+    const double share = unravel::paths::binomial_share(n, k);
     mean += k * share;
-    json l = {{"length", k}, {"count", std::to_string(std::llround(std::exp(log_binomial(n, k))))},
-              {"share", share}};
-    if (deleted > 0)
-      l["remaining_share"] =
-          k <= n - deleted ? std::exp(log_binomial(n - deleted, k) - log_binomial(n, k)) : 0.0;
+    json l = {{"length", k}, {"count", unravel::paths::binomial(n, k).to_string()}, {"share", share}};
+    if (deleted > 0) l["remaining_share"] = unravel::paths::remaining_share(n, deleted, k);
     lengths.push_back(l);
   }
   return {{"n", n}, {"deleted", deleted}, {"lengths", lengths}, {"mean", mean},
@@ -225,8 +223,9 @@ json paths_of(int n, int deleted) {
 json gradients_of(const std::string& method, int n) {
   json lengths = json::array();
   for (int k = 0; k <= n; ++k) {
-    const double paths = std::exp(log_binomial(n, k));
-    json l = {{"length", k}, {"paths", std::to_string(std::llround(paths))}};
+    const std::string count = unravel::paths::binomial(n, k).to_string();
+    const double paths = std::strtod(count.c_str(), nullptr);
+    json l = {{"length", k}, {"paths", count}};
     const double mean = std::pow(0.3, k);
     if (method == "sample") {
       l["mean"] = mean;
@@ -342,7 +341,7 @@ TEST(ReportResults, ErrorPercentReadsFractionsAndPercents) {
 }
 
 TEST(ReportResults, LesionStatistics) {
-  const Lesion l = parse_lesion(fake_results()["E3"], "E3");
+  const LesionStudy l = parse_lesion(fake_results()["E3"], "E3");
   EXPECT_NEAR(l.baseline, 7.12, 1e-9);
   const auto stats = l.stats_by_k("delete");
   ASSERT_EQ(stats.size(), 5u);
@@ -352,7 +351,7 @@ TEST(ReportResults, LesionStatistics) {
   EXPECT_NEAR(stats[2].min, 16.0, 1e-9);
   EXPECT_NEAR(stats[2].max, 18.0, 1e-9);
   EXPECT_NEAR(stats[2].std, 1.0, 1e-9);  // sample std of {16, 17, 18}
-  const Lesion e1 = parse_lesion(fake_results()["E1"]["resnet"], "E1.resnet");
+  const LesionStudy e1 = parse_lesion(fake_results()["E1"]["resnet"], "E1.resnet");
   EXPECT_EQ(e1.downsampling_blocks(), (std::vector<int>{10, 19}));
   const auto single = e1.single_deletions();
   ASSERT_EQ(single.size(), 27u);
@@ -361,12 +360,12 @@ TEST(ReportResults, LesionStatistics) {
 }
 
 TEST(ReportResults, PathsAndGradients) {
-  const PathDistribution p = parse_paths(paths_of(54, 0), "E5");
-  EXPECT_NEAR(p.share_between(19, 35), 0.98017, 5e-6);  // PAPER.md
+  const LengthShares p = parse_paths(paths_of(54, 0), "E5");
+  EXPECT_NEAR(p.share_between(19, 35), 0.98017, 5e-6);  // the paper's E5 (98.0%)
   EXPECT_NEAR(p.share_between(5, 17), 0.0045367, 5e-8);
   EXPECT_NEAR(p.mean, 27.0, 1e-9);
-  const PathDistribution d10 = parse_paths(paths_of(54, 10), "E8");
-  EXPECT_NEAR(d10.remaining_at(11), 0.0801203, 5e-7);  // PAPER.md: 0.080
+  const LengthShares d10 = parse_paths(paths_of(54, 10), "E8");
+  EXPECT_NEAR(d10.remaining_at(11), 0.0801203, 5e-7);  // the paper's E8: 0.080
   json no_field = paths_of(54, 20);
   for (auto& l : no_field["lengths"]) l.erase("remaining_share");
   EXPECT_NEAR(parse_paths(no_field, "E8").remaining_at(11), 0.00298881, 5e-9);  // computed
@@ -376,6 +375,26 @@ TEST(ReportResults, PathsAndGradients) {
   EXPECT_FALSE(g.lengths[3].mean.has_value());
   ASSERT_TRUE(g.lengths[3].contribution().has_value());
   EXPECT_NEAR(*g.lengths[3].contribution(), 0.5 * 0.027 * 2925.0, 1e-9);  // the norm
+}
+
+TEST(ReportResults, MissingCountsAndSharesComeFromPathsExactly) {
+  // Gradient tables without "paths": C(n, k) as the nearest double (math.comb in Python).
+  json g = gradients_of("exact", 60);
+  for (auto& l : g["lengths"]) l.erase("paths");
+  const Gradients parsed = parse_gradients(g, "E6.exact");
+  EXPECT_EQ(parsed.lengths[3].paths, 34220.0);                    // C(60, 3)
+  EXPECT_EQ(parsed.lengths[30].paths, 118264581564861424.0);      // C(60, 30) > 2^53: rounded once
+  EXPECT_EQ(parsed.lengths[0].paths, 1.0);
+  json big = {{"method", "exact"}, {"n", 6000}, {"lengths", {{{"length", 2}, {"norm", 1.0}}}}};
+  EXPECT_NEAR(parse_gradients(big, "E6").lengths[0].paths, 17997000.0, 2e-4);  // C(6000, 2): log space, ~1e-12
+  // remaining_at without the field: C(n-d, x) / C(n, x); 1 when nothing is deleted.
+  json p = paths_of(54, 1);
+  for (auto& l : p["lengths"]) l.erase("remaining_share");
+  EXPECT_NEAR(parse_paths(p, "E8").remaining_at(11), 43.0 / 54.0, 1e-14);  // C(53,11)/C(54,11)
+  EXPECT_EQ(parse_paths(p, "E8").remaining_at(54), 0.0);
+  EXPECT_EQ(parse_paths(paths_of(54, 0), "E5").remaining_at(11), 1.0);
+  json huge = {{"n", 100001}, {"lengths", json::array()}};
+  EXPECT_TRUE(has(user_error_of([&] { parse_paths(huge, "E5"); }), "E5.n: must lie in 0..100000"));
 }
 
 TEST(Report, EveryExperimentDrawnAndTabulated) {

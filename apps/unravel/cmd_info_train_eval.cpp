@@ -3,11 +3,14 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include <array>
 #include <iostream>
 
 #include "commands.h"
 #include "core/errors.h"
 #include "core/output.h"
+#include "core/run_dir.h"
+#include "core/text.h"
 #include "core/util.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
@@ -32,26 +35,109 @@ json block_table_json(models::Network& net) {
   return blocks;
 }
 
-// Plan edits shared by eval (and documented once): applied to the network's default plan.
+// Plan edits of eval, applied to the network's default plan in the order --plan, --order,
+// --swap, --duplicate, --delete. A flag given with nothing in it is refused (as --plan 'delete='
+// is), before any work.
 struct PlanFlags {
-  std::string plan, del, order, swap, duplicate;
+  struct Flag {
+    const char* name;     ///< "--delete"
+    const char* clause;   ///< its plan clause, "" for --plan (plan text itself)
+    const char* help;
+    const char* example;  ///< a good value, for the error of an empty one
+  };
+  static constexpr std::array<Flag, 5> kFlags{{
+      {"--plan", "", "plan text, e.g. 'delete=3,17 swap=4:5' (clauses: delete, order, swap, duplicate, scale, gate)",
+       "intact"},
+      {"--order", "order", "order in which blocks run, e.g. 1-3,5,4,6-9 (repeats duplicate)", "1-3,5,4"},
+      {"--swap", "swap", "pairs of same-shape blocks to exchange, e.g. 4:5,7:8", "4:5"},
+      {"--duplicate", "duplicate", "blocks that run twice in a row, e.g. 4", "4"},
+      {"--delete", "delete", "blocks that run their shortcut only, e.g. 3,17 or 5-9", "3,17"}}};
+  std::array<std::string, kFlags.size()> values;
+  std::array<CLI::Option*, kFlags.size()> options{};
+
   void add(CLI::App* c) {
-    c->add_option("--plan", plan, "plan text, e.g. 'delete=3,17 swap=4:5' (clauses: delete, order, swap, duplicate, scale, gate)");
-    c->add_option("--delete", del, "blocks that run their shortcut only, e.g. 3,17 or 5-9");
-    c->add_option("--order", order, "order in which blocks run, e.g. 1-3,5,4,6-9 (repeats duplicate)");
-    c->add_option("--swap", swap, "pairs of same-shape blocks to exchange, e.g. 4:5,7:8");
-    c->add_option("--duplicate", duplicate, "blocks that run twice in a row, e.g. 4");
+    for (size_t i = 0; i < kFlags.size(); ++i) options[i] = c->add_option(kFlags[i].name, values[i], kFlags[i].help);
+  }
+  // The plan text of the given flags ("" when none is given); UserError naming the flag for an
+  // empty value, or a list flag whose items hold spaces, ';' or '=' (another clause).
+  std::string text() const {
+    std::string text;
+    for (size_t i = 0; i < kFlags.size(); ++i) {
+      const Flag& f = kFlags[i];
+      if (options[i] == nullptr || options[i]->count() == 0) continue;
+      const std::string_view v = trim(values[i]);
+      if (v.empty())
+        throw UserError(*f.clause ? fmt::format("{}: empty value (give at least one item, e.g. {})", f.name, f.example)
+                                  : "--plan: empty plan text (use 'intact' for the unedited network)");
+      if (!*f.clause) {
+        text += std::string(v) + " ";
+        continue;
+      }
+      std::string items;
+      for (std::string_view item : split(v, ',')) {
+        item = trim(item);
+        if (item.find_first_of(" \t\r\n;=") != std::string_view::npos)
+          throw UserError(fmt::format("{} '{}': give one comma-separated list, e.g. {} (no spaces, ';' or '=')",
+                                      f.name, elide_middle(values[i], 40), f.example));
+        items += (items.empty() ? "" : ",") + std::string(item);
+      }
+      text += std::string(f.clause) + "=" + items + " ";
+    }
+    return text;
   }
   Plan build(const Plan& base) const {
-    std::string text;
-    if (!plan.empty()) text += plan + " ";
-    if (!order.empty()) text += "order=" + order + " ";
-    if (!swap.empty()) text += "swap=" + swap + " ";
-    if (!duplicate.empty()) text += "duplicate=" + duplicate + " ";
-    if (!del.empty()) text += "delete=" + del + " ";
-    return text.empty() ? base : Plan::parse(text, base);
+    const std::string t = text();
+    return t.empty() ? base : Plan::parse(t, base);
   }
 };
+
+// The train flags and the TrainOptions::to_json keys they set. On a directory that holds a
+// training run, the options whose flag is not given are the run's own (DIR/config.json).
+constexpr std::pair<const char*, const char*> kTrainFlags[] = {
+    {"--model", "model"}, {"--data", "data"}, {"--epochs", "epochs"}, {"--batch-size", "batch_size"},
+    {"--lr", "lr"}, {"--momentum", "momentum"}, {"--nesterov", "nesterov"}, {"--weight-decay", "weight_decay"},
+    {"--schedule", "schedule"}, {"--milestones", "milestones"}, {"--gamma", "gamma"}, {"--warmup", "warmup_epochs"},
+    {"--shortcut", "shortcut"}, {"--stochastic-depth", "stochastic_depth"}, {"--sd-mode", "sd_mode"},
+    {"--active-blocks", "active_blocks"}, {"--active-test", "active_test"}, {"--no-augment", "augment"},
+    {"--train-subset", "train_subset"}, {"--test-subset", "test_subset"}, {"--val-split", "val_split"},
+    {"--seed", "seed"}, {"--log-every", "log_every"}};
+
+// Resume by directory: `train --out DIR` continues the run in DIR with its options; flags given
+// here replace them and the trainer checks those against the run as always. Where a flag comes
+// from (this machine: --threads, --device, --quiet, --stop-after, the ranks) stays as given.
+// Returns whether the run was taken up by its directory alone: options came from the file and no
+// flag of kTrainFlags but --epochs was given.
+bool options_from_run_directory(const CLI::App& c, TrainOptions& o) {
+  const RunDirectory rd(o.out);
+  if (o.out.empty() || !rd.has_config()) return false;
+  const RunConfig previous = rd.read_config();
+  if (previous.command != "train") return false;  // the trainer refuses the directory with its own line
+  json merged = o.to_json();
+  int taken = 0, given = 0;
+  for (const auto& [flag, key] : kTrainFlags) {
+    const auto it = previous.options.find(key);
+    const bool here = c.get_option(flag)->count() > 0;
+    given += here && std::string(flag) != "--epochs";
+    if (here || it == previous.options.end()) continue;
+    try {
+      TrainOptions::from_json(json{{key, *it}});
+    } catch (const json::exception&) {
+      throw UserError(fmt::format("{}: option \"{}\" is {}, not a value of {}", rd.config_path(), key,
+                                  elide_middle(it->dump(), 40), flag));
+    }
+    merged[key] = *it;
+    ++taken;
+  }
+  TrainOptions r = TrainOptions::from_json(merged);
+  r.out = o.out;
+  r.threads = o.threads;
+  r.device = o.device;
+  r.quiet = o.quiet;
+  r.stop_after = o.stop_after;
+  r.dist = o.dist;
+  o = r;
+  return taken > 0 && given == 0;
+}
 
 }  // namespace
 
@@ -142,7 +228,7 @@ per shard during training and averaged over ranks before each evaluation. With t
 ranks see the same batches, augmentation and sampled plans as one process would; only the
 batch-norm batch statistics differ. --nproc N on one machine; across machines start one process
 per rank with --world-size, --rank and --store tcp:HOST:PORT (HOST: the machine of rank 0).)");
-  c->callback([o, milestones, nproc] {
+  c->callback([c, o, milestones, nproc] {
     o->milestones.clear();
     for (const auto& part : CLI::detail::split(*milestones, ',')) {
       try {
@@ -153,6 +239,9 @@ per rank with --world-size, --rank and --store tcp:HOST:PORT (HOST: the machine 
         throw UserError(fmt::format("--milestones '{}' should be fractions like 0.5,0.75", *milestones));
       }
     }
+    if (options_from_run_directory(*c, *o) && !o->quiet && o->dist.rank == 0)
+      std::cerr << fmt::format("[train] {}: the run's own options (config.json): {} on {}, {} epochs\n", o->out,
+                               o->model, elide_middle(o->data), o->epochs);
     TrainSummary s;
     run_as_ranks(*nproc, o->threads, o->dist, o->out, [&](int threads) {
       o->threads = threads;
@@ -188,6 +277,7 @@ void add_eval_command(CLI::App& app) {
                 "\"labels\": N int64}, in test-set order");
   o->plan.add(c);
   c->callback([o] {
+    o->plan.text();  // flags given empty fail before any work
     for (const auto& [flag, path] : {std::pair<std::string, std::string>{"--json", o->json_path}, {"--logits", o->logits_path}})
       if (!path.empty()) check_output_path(path, flag);
     setup_compute(o->threads);

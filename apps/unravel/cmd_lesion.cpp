@@ -1,4 +1,4 @@
-// unravel lesion: delete, reorder and replace blocks at test time (PAPER.md E1-E4, E9).
+// unravel lesion: delete, reorder and replace blocks at test time (E1-E4, E9, docs/experiments.md).
 // Flags are parsed into options; the work is in src/lesion.
 #include <torch/torch.h>
 
@@ -13,6 +13,7 @@
 #include "commands.h"
 #include "core/errors.h"
 #include "core/output.h"
+#include "core/run_lock.h"
 #include "core/util.h"
 #include "lesion/lesion.h"
 #include "train/run.h"
@@ -59,7 +60,22 @@ Every plan starts from the network's default plan (its test-time residual scales
   weights, then evaluated; reported beside the plain result as "recalibrated".
 Interrupted sweeps: with --json or --csv, progress is kept in FILE.partial (every 10 s and after
 each recalibrated plan); the same command continues from it when the network, plans, images and
-options are the same, and removes it when done (one process; not with --nproc).)";
+options are the same, and removes it when done (one process; not with --nproc). One sweep at a
+time per FILE: a second one exits with a line naming the first (lock: .FILE.partial.lock/ beside it).)";
+
+// One sweep per progress file: the lock of FILE.partial (the progress file of --json FILE or --csv
+// FILE) is RunLock's flock in .FILE.partial.lock/, a hidden directory next to it (RunLock locks
+// directories) that stays for the next sweep. Nothing is locked without a progress file.
+RunLock lock_progress_file(const std::string& progress_file, const std::string& flag, const std::string& out) {
+  if (progress_file.empty()) return {};
+  const std::filesystem::path p(progress_file);
+  const std::filesystem::path dir = p.parent_path() / ("." + p.filename().string() + ".lock");
+  std::error_code ec;
+  std::filesystem::create_directory(dir, ec);  // false without error when it exists
+  if (ec) throw UserError(fmt::format("{} {}: cannot create the sweep's lock directory {}: {}", flag, out,
+                                      dir.string(), ec.message()));
+  return RunLock::acquire(dir.string(), fmt::format("{} {}: its sweep lock", flag, out));
+}
 
 void run_lesion_command(const LesionCli& c) {
   if (c.input.run_dir.empty() && c.input.model.empty())
@@ -78,8 +94,15 @@ void run_lesion_command(const LesionCli& c) {
   }
   // An interrupted sweep continues from OUT.partial next to its results (one process only; a
   // regular file: not standard output or a device).
-  for (const std::string& out : {c.json, c.csv})
-    if (c.dist.world_size == 1 && o.progress_file.empty() && is_regular_output(out)) o.progress_file = out + ".partial";
+  std::string progress_flag, progress_out;
+  for (const auto& [flag, out] : {std::pair<const char*, std::string>{"--json", c.json}, {"--csv", c.csv}})
+    if (c.dist.world_size == 1 && o.progress_file.empty() && is_regular_output(out)) {
+      o.progress_file = out + ".partial";
+      progress_flag = flag;
+      progress_out = out;
+    }
+  // A second sweep on the same results stops here with one line naming the first, before any work.
+  const RunLock progress_lock = lock_progress_file(o.progress_file, progress_flag, progress_out);
   if (!c.quiet && root) o.engine.progress("lesion");
   check_distributed_options(c.dist);
   const torch::Device device = rank_device(parse_device(c.device), c.dist.rank, c.dist.world_size);

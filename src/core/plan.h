@@ -1,4 +1,4 @@
-// The execution plan (DESIGN.md): which blocks run, in which order, which of them are deleted
+// The execution plan (docs/design.md): which blocks run, in which order, which of them are deleted
 // (shortcut only), how their residual branch is scaled, and which branches carry gradient back.
 // Every experiment is "the same weights under another plan". Torch-free value object.
 #pragma once

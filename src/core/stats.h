@@ -1,6 +1,7 @@
-// Summary statistics used by every report: mean, median, standard deviations (the sample one,
-// with n - 1, is what results report as "std"; the population one, with n, is named as such),
-// and Spearman's rank correlation. Torch-free.
+// Summary statistics used by every report: mean, median, standard deviations and Spearman's rank
+// correlation. Torch-free. Which std each output reports: lesion summaries (`unravel lesion`
+// "summary", its table) and the report's per-k statistics: sample_std (n - 1); gradients
+// (paths/gradients.h): sample std for `sample`, population std for `brute`.
 #pragma once
 #include <vector>
 

@@ -1,4 +1,4 @@
-// The evaluation engine of DESIGN.md "Evaluating many plans fast": all plans of a sweep evaluated
+// The evaluation engine (docs/design.md, "The evaluation engine"): all plans of a sweep evaluated
 // batch by batch as a prefix tree (shared prefixes computed once), on an evaluation copy with
 // batch-norm folded into the convolutions, under inference mode; and the plain reference engine
 // (one full forward per plan) that must give bit-identical logits on the same copy.

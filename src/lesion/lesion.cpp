@@ -13,6 +13,7 @@
 
 #include "core/errors.h"
 #include "core/hash.h"
+#include "core/stats.h"
 #include "core/util.h"
 
 namespace unravel::lesion {
@@ -313,29 +314,15 @@ nlohmann::json short_metrics(const Metrics& m) {
 
 nlohmann::json tau_json(double t) { return std::isfinite(t) ? nlohmann::json(t) : nlohmann::json(); }
 
-struct Stats {
-  double mean = 0, std = 0, min = 0, max = 0, median = 0;
-};
-
-Stats stats_of(std::vector<double> v) {
-  Stats s;
-  if (v.empty()) return s;
+// Mean / sample std (n - 1, see core/stats.h) / min / max / median of the errors of one group.
+// The values are sorted first, so the sums run in a fixed order whatever the plan order.
+nlohmann::json stats_json(std::vector<double> v) {
   std::sort(v.begin(), v.end());
-  double sum = 0;
-  for (double x : v) sum += x;
-  s.mean = sum / static_cast<double>(v.size());
-  double ss = 0;
-  for (double x : v) ss += (x - s.mean) * (x - s.mean);
-  s.std = v.size() > 1 ? std::sqrt(ss / static_cast<double>(v.size() - 1)) : 0.0;
-  s.min = v.front();
-  s.max = v.back();
-  const size_t m = v.size() / 2;
-  s.median = v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
-  return s;
-}
-
-nlohmann::json stats_json(const Stats& s) {
-  return {{"mean", s.mean}, {"std", s.std}, {"min", s.min}, {"max", s.max}, {"median", s.median}};
+  return {{"mean", mean(v)},
+          {"std", sample_std(v)},
+          {"min", v.empty() ? 0.0 : v.front()},
+          {"max", v.empty() ? 0.0 : v.back()},
+          {"median", median(v)}};
 }
 
 // Groups of lesions by (sweep, kind, k) in order of first appearance.
@@ -383,10 +370,12 @@ nlohmann::json summarize(const LesionResult& r) {
       tau.push_back(r.lesions[i].kendall_tau);
     }
     nlohmann::json j = {{"sweep", l0.sweep}, {"kind", l0.kind}, {"k", l0.k}, {"count", g.size()}};
-    j.update(stats_json(stats_of(err)));
-    if (l0.kind == "swap" || l0.kind == "duplicate" || l0.kind == "custom")
-      j["kendall_tau_mean"] = stats_of(tau).mean;
-    if (!rec.empty()) j["recalibrated"] = stats_json(stats_of(rec));
+    j.update(stats_json(err));
+    if (l0.kind == "swap" || l0.kind == "duplicate" || l0.kind == "custom") {
+      std::sort(tau.begin(), tau.end());  // summed in sorted order, as the errors are
+      j["kendall_tau_mean"] = mean(tau);
+    }
+    if (!rec.empty()) j["recalibrated"] = stats_json(rec);
     out.push_back(j);
   }
   return out;

@@ -1,6 +1,6 @@
-// The lesion study of `unravel lesion` (PAPER.md E1-E4, E9): build the plans of the requested
-// sweeps, evaluate them all in one engine run, optionally recalibrate batch-norm per plan, and
-// report the results as JSON, CSV and a readable table.
+// The lesion study of `unravel lesion` (E1-E4, E9, docs/experiments.md): build the plans of the
+// requested sweeps, evaluate them all in one engine run, optionally recalibrate batch-norm per
+// plan, and report the results as JSON, CSV and a readable table.
 #pragma once
 #include <nlohmann/json.hpp>
 
@@ -85,8 +85,9 @@ struct SweepCounts {
 // counts it cannot trust. Throws nothing for bad files.
 bool read_progress_file(const std::string& path, const nlohmann::json& key, int64_t num_classes, SweepCounts& out);
 
-// Mean / sample std / min / max / median of the top-1 error per (sweep, kind, k), in order of
-// first appearance; with "recalibrated" statistics when present.
+// Mean / std / min / max / median of the top-1 error per (sweep, kind, k), in order of first
+// appearance; with "recalibrated" statistics when present. "std" is the sample std (n - 1; 0 for
+// one plan; core/stats.h); the std column of to_table is the same.
 nlohmann::json summarize(const LesionResult& r);
 
 // {"baseline", "plans", "summary", "engine", "seconds", "engine_stats", "blocks", ...}: see

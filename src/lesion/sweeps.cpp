@@ -4,13 +4,13 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdlib>
 #include <map>
 #include <sstream>
 
 #include "core/errors.h"
 #include "core/random.h"
+#include "core/text.h"
 #include "core/util.h"
 
 namespace unravel::lesion {
@@ -22,29 +22,7 @@ namespace {
 // Streams per sweep: fixed constants, so a sweep's sets depend on the seed and k only.
 constexpr uint64_t kStreamDelete = 1, kStreamSwap = 2, kStreamDuplicate = 3;
 
-std::string trim(const std::string& s) {
-  const size_t a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");
-  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
-}
-
-int parse_positive(const std::string& s, const std::string& flag, const std::string& text) {
-  char* end = nullptr;
-  errno = 0;
-  const long v = std::strtol(s.c_str(), &end, 10);
-  if (s.empty() || *end != '\0' || errno != 0 || v < 1 || v > 1000000)
-    throw UserError(fmt::format("{} '{}': expected K or K1:K2 with 1 <= K1 <= K2", flag, text));
-  return static_cast<int>(v);
-}
-
-// Blocks grouped by (in_shape, out_shape): only blocks of one group may take each other's place.
-std::vector<std::vector<int>> shape_groups(const std::vector<BlockInfo>& blocks) {
-  std::map<std::pair<Shape, Shape>, std::vector<int>> groups;
-  for (const auto& b : blocks) groups[{b.in_shape, b.out_shape}].push_back(b.index);
-  std::vector<std::vector<int>> out;
-  for (auto& kv : groups) out.push_back(kv.second);
-  std::sort(out.begin(), out.end());  // by smallest index: independent of shape ordering
-  return out;
-}
+constexpr int kMaxK = 1000000;  // largest k a sweep accepts
 
 // `applied`: the plan to evaluate when the caller already has it (plan files: the text applied
 // to the default plan exactly as `unravel eval --plan` does); else rebase(edit, base).
@@ -68,17 +46,28 @@ void check_k(int k_hi, int limit, const std::string& flag, const std::string& wh
 
 }  // namespace
 
+std::vector<std::vector<int>> shape_groups(const std::vector<BlockInfo>& blocks) {
+  std::map<std::pair<Shape, Shape>, std::vector<int>> groups;
+  for (const auto& b : blocks) groups[{b.in_shape, b.out_shape}].push_back(b.index);
+  std::vector<std::vector<int>> out;
+  for (auto& kv : groups) out.push_back(kv.second);
+  std::sort(out.begin(), out.end());  // by smallest index: independent of shape ordering
+  return out;
+}
+
+int disjoint_swap_pairs(const std::vector<BlockInfo>& blocks) {
+  int pairs = 0;
+  for (const auto& g : shape_groups(blocks)) pairs += static_cast<int>(g.size()) / 2;
+  return pairs;
+}
+
 std::pair<int, int> parse_k_range(const std::string& text, const std::string& flag) {
-  const std::string t = trim(text);
+  const std::string_view t = trim(text);
   const size_t c = t.find(':');
-  int lo, hi;
-  if (c == std::string::npos) {
-    lo = hi = parse_positive(t, flag, text);
-  } else {
-    lo = parse_positive(trim(t.substr(0, c)), flag, text);
-    hi = parse_positive(trim(t.substr(c + 1)), flag, text);
-  }
-  if (lo > hi) throw UserError(fmt::format("{} '{}': K1 must not exceed K2", flag, text));
+  const std::string what = flag + " (K or K1:K2)";
+  const int lo = static_cast<int>(parse_int(t.substr(0, c), what, 1, kMaxK));
+  const int hi = c == std::string_view::npos ? lo : static_cast<int>(parse_int(t.substr(c + 1), what, 1, kMaxK));
+  if (lo > hi) throw UserError(fmt::format("{} '{}': K1 must not exceed K2", flag, elide_middle(t)));
   return {lo, hi};
 }
 
@@ -130,10 +119,8 @@ std::vector<Lesion> random_deletions(const Plan& base, const std::vector<BlockIn
 std::vector<Lesion> random_swaps(const Plan& base, const std::vector<BlockInfo>& blocks, int k_lo,
                                  int k_hi, int samples, uint64_t seed) {
   const int n = base.n_blocks();
+  check_k(k_hi, disjoint_swap_pairs(blocks), "--swap-random", "disjoint pairs of same-shape blocks");
   const auto groups = shape_groups(blocks);
-  int max_pairs = 0;
-  for (const auto& g : groups) max_pairs += static_cast<int>(g.size()) / 2;
-  check_k(k_hi, max_pairs, "--swap-random", "disjoint pairs of same-shape blocks");
   Rng rng = Rng::stream(seed, kStreamSwap);
   std::vector<Lesion> out;
   for (int k = k_lo; k <= k_hi; ++k) {
@@ -239,7 +226,7 @@ std::vector<Lesion> plans_from_text(const std::string& text, const std::string& 
   while (std::getline(in, raw)) {
     ++lineno;
     const size_t hash = raw.find('#');
-    const std::string line = trim(hash == std::string::npos ? raw : raw.substr(0, hash));
+    const std::string line(trim(std::string_view(raw).substr(0, hash)));
     if (line.empty()) continue;
     try {
       Plan edit = Plan::parse(line, n);

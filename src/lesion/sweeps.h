@@ -1,6 +1,6 @@
-// The plans of the lesion studies (PAPER.md E1-E4, E9): single deletions, k random deletions,
-// k random swaps of same-shape blocks, k random block replacements ("duplicates") and plans read
-// from a file. Torch-free; the same seed gives the same sets on every platform.
+// The plans of the lesion studies (E1-E4, E9, docs/experiments.md): single deletions, k random
+// deletions, k random swaps of same-shape blocks, k random block replacements ("duplicates") and
+// plans read from a file. Torch-free; the same seed gives the same sets on every platform.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -25,6 +25,13 @@ struct Lesion {
   double kendall_tau = 1.0;                ///< of plan.order() against the identity (E4)
   int line = 0;                            ///< plans file: 1-based line number
 };
+
+// The blocks (1-based indices) grouped by (in_shape, out_shape): only blocks of one group may take
+// each other's place. Each group ascending, the groups ordered by their smallest index.
+std::vector<std::vector<int>> shape_groups(const std::vector<BlockInfo>& blocks);
+// Disjoint pairs of same-shape blocks (sum over shape groups of size / 2): the most swaps one
+// order can make, so the largest k of random_swaps.
+int disjoint_swap_pairs(const std::vector<BlockInfo>& blocks);
 
 // "K" or "K1:K2" (inclusive). UserError naming `flag` unless 1 <= K1 <= K2.
 std::pair<int, int> parse_k_range(const std::string& text, const std::string& flag);

@@ -1,5 +1,6 @@
 // Gradient per path length: exact decomposition, sampled paths (E6) and brute force.
-// See gradients.h for the definitions; DESIGN.md "Gradient per path length" for the idea.
+// See gradients.h for the definitions and docs/design.md ("The gradient per path length") for
+// the idea.
 #include "paths/gradients.h"
 
 #include <fmt/format.h>

@@ -1,6 +1,7 @@
 // Gradient per path length (E6): how much of the loss gradient at the input of block 1 (the stem
 // output) flows through paths that take k residual branches. Three methods, one definition:
-//   exact  - the per-length decomposition of DESIGN.md "Exact", O(n^2) vector-Jacobian products;
+//   exact  - the per-length decomposition (docs/design.md, "The exact method"), O(n^2)
+//            vector-Jacobian products;
 //   sample - the paper's E6: backward passes through random sets of k residual branches;
 //   brute  - all 2^n paths through the network's own backward gates (n <= 16): the test oracle.
 //

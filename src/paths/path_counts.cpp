@@ -1,4 +1,4 @@
-// Path counts and shares for `unravel paths` (E5, E7, E8 of PAPER.md): exact big-integer
+// Path counts and shares for `unravel paths` (E5, E7, E8, docs/experiments.md): exact big-integer
 // binomials, binomial shares in log space after Loader (2000, "Fast and accurate computation of
 // binomial probabilities"), surviving shares after deletion, and the shortest mass range.
 #include "paths/path_counts.h"

@@ -1,7 +1,7 @@
-// Exact path arithmetic of PAPER.md (E5, E7, E8): a network of n residual blocks has C(n,k)
-// paths of length k out of 2^n; deleting d blocks leaves C(n-d,k) of them; training with K active
-// blocks per mini-batch sees Binomial(K, 1/2) lengths. Counts are exact big integers, shares are
-// computed in log space (accurate to ~1e-15 relative for any n). Torch-free.
+// Exact path arithmetic of E5, E7, E8 (docs/experiments.md): a network of n residual blocks has
+// C(n,k) paths of length k out of 2^n; deleting d blocks leaves C(n-d,k) of them; training with K
+// active blocks per mini-batch sees Binomial(K, 1/2) lengths. Counts are exact big integers,
+// shares are computed in log space (accurate to ~1e-15 relative for any n). Torch-free.
 #pragma once
 #include <nlohmann/json.hpp>
 
@@ -55,6 +55,8 @@ std::vector<BigUint> binomial_row(int n);  // C(n,0..n)
 double log_binomial_share(int n, int k);
 // C(n,k) / 2^n: the share of paths of length k among n blocks; 0 where it underflows double.
 double binomial_share(int n, int k);
+// log C(n,k) = log_binomial_share(n,k) + n log 2; -inf when k < 0 or k > n.
+inline double log_binomial(int n, int k) { return log_binomial_share(n, k) + n * 0.69314718055994530942; }
 // C(n-d,x) / C(n,x): the share of the paths of length x that survive deleting d blocks (E8).
 double remaining_share(int n, int d, int x);
 // Shortest contiguous range [a,b] of indices whose values sum to >= mass (ties: larger sum,

@@ -37,7 +37,7 @@ std::string percent(double v) { return fmt::format("{:.2f}%", v); }
 
 std::optional<Figure> plot_single_deletion(const std::string& dir, const std::string& stem,
                                            const std::string& title,
-                                           const std::vector<std::pair<std::string, Lesion>>& nets,
+                                           const std::vector<std::pair<std::string, LesionStudy>>& nets,
                                            const GnuplotOptions& opts) {
   GnuplotFigure f(dir, stem);
   f.title(title).xlabel("index of deleted block").ylabel("test error (%)");
@@ -131,7 +131,7 @@ std::optional<Figure> plot_single_deletion(const std::string& dir, const std::st
 // ---- E3 ------------------------------------------------------------------------------------
 
 std::optional<Figure> plot_random_deletion(const std::string& dir, const std::string& stem,
-                                           const Lesion& lesion, const GnuplotOptions& opts) {
+                                           const LesionStudy& lesion, const GnuplotOptions& opts) {
   const auto stats = lesion.stats_by_k("delete");
   if (stats.empty()) return std::nullopt;
   GnuplotFigure f(dir, stem);
@@ -170,7 +170,7 @@ std::optional<Figure> plot_random_deletion(const std::string& dir, const std::st
 // ---- E4 ------------------------------------------------------------------------------------
 
 std::optional<Figure> plot_reorder(const std::string& dir, const std::string& stem,
-                                   const Lesion& lesion, const GnuplotOptions& opts) {
+                                   const LesionStudy& lesion, const GnuplotOptions& opts) {
   std::vector<double> tau, err;
   for (const LesionPlan& p : lesion.plans)
     if (p.kind == "swap" && p.kendall_tau) {
@@ -213,7 +213,7 @@ std::optional<Figure> plot_reorder(const std::string& dir, const std::string& st
 // ---- E5 ------------------------------------------------------------------------------------
 
 std::optional<Figure> plot_path_lengths(const std::string& dir, const std::string& stem,
-                                        const PathDistribution& paths, const GnuplotOptions& opts) {
+                                        const LengthShares& paths, const GnuplotOptions& opts) {
   if (paths.lengths.empty()) return std::nullopt;
   GnuplotFigure f(dir, stem);
   const std::string title = fmt::format("Distribution of path lengths, n = {} blocks", paths.n);
@@ -391,7 +391,7 @@ std::optional<Figure> plot_short_path_training(const std::string& dir, const std
 // ---- E8 ------------------------------------------------------------------------------------
 
 std::optional<Figure> plot_remaining_paths(const std::string& dir, const std::string& stem,
-                                           const std::vector<PathDistribution>& deletions,
+                                           const std::vector<LengthShares>& deletions,
                                            int mark_x, const GnuplotOptions& opts) {
   GnuplotFigure f(dir, stem);
   const int n = deletions.empty() ? 0 : deletions[0].n;
@@ -400,7 +400,7 @@ std::optional<Figure> plot_remaining_paths(const std::string& dir, const std::st
   f.title(title).xlabel("path length x").ylabel("share of the paths of length x remaining");
   int lt = 0, xmax = 0, label = 1;
   double ymin = 1;
-  for (const PathDistribution& p : deletions) {
+  for (const LengthShares& p : deletions) {
     ++lt;
     std::vector<double> x, y;
     for (int len = 0; len <= p.n; ++len) {

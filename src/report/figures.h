@@ -1,4 +1,5 @@
-// One figure per experiment of PAPER.md, drawn by gnuplot from the parsed results (results.h).
+// One figure per experiment of the paper (docs/experiments.md), drawn by gnuplot from the parsed
+// results (results.h).
 // Each function writes DIR/STEM.{dat,gp,svg,png} and returns what the HTML page shows about it,
 // or nothing when the data holds nothing to draw (e.g. a lesion sweep without swaps).
 #pragma once
@@ -22,21 +23,21 @@ struct Figure {
 // horizontal lines, downsampling blocks marked (vertical lines and open squares).
 std::optional<Figure> plot_single_deletion(const std::string& dir, const std::string& stem,
                                            const std::string& title,
-                                           const std::vector<std::pair<std::string, Lesion>>& nets,
+                                           const std::vector<std::pair<std::string, LesionStudy>>& nets,
                                            const GnuplotOptions& opts);
 
 // E3: error vs number of deleted blocks: every sample as a dot, the mean with min-max bars,
 // the intact net at k = 0.
 std::optional<Figure> plot_random_deletion(const std::string& dir, const std::string& stem,
-                                           const Lesion& lesion, const GnuplotOptions& opts);
+                                           const LesionStudy& lesion, const GnuplotOptions& opts);
 
 // E4: error vs Kendall tau of the block order: every sampled order, the mean per number of swaps.
 std::optional<Figure> plot_reorder(const std::string& dir, const std::string& stem,
-                                   const Lesion& lesion, const GnuplotOptions& opts);
+                                   const LesionStudy& lesion, const GnuplotOptions& opts);
 
 // E5: share of paths per length, the shortest range holding 95% of them shaded.
 std::optional<Figure> plot_path_lengths(const std::string& dir, const std::string& stem,
-                                        const PathDistribution& paths, const GnuplotOptions& opts);
+                                        const LengthShares& paths, const GnuplotOptions& opts);
 
 // E6 (a): mean gradient norm of one path per length (log y), sample and exact where present.
 std::optional<Figure> plot_gradient_magnitude(const std::string& dir, const std::string& stem,
@@ -56,7 +57,7 @@ std::optional<Figure> plot_short_path_training(const std::string& dir, const std
 // E8: share of the paths of length x left after deleting d blocks, one curve per d (log y),
 // length `mark_x` marked.
 std::optional<Figure> plot_remaining_paths(const std::string& dir, const std::string& stem,
-                                           const std::vector<PathDistribution>& deletions,
+                                           const std::vector<LengthShares>& deletions,
                                            int mark_x, const GnuplotOptions& opts);
 
 // A single run: train loss (left axis) and test error (right axis) per epoch.

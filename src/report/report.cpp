@@ -28,11 +28,10 @@ namespace fs = std::filesystem;
 
 std::string pct(double v) { return fmt::format("{:.2f}%", v); }
 
-// Share of all 2^n paths with length in [lo, hi].
+// Share of all 2^n paths with length in [lo, hi] (paths' exact shares).
 double binomial_share(int n, int lo, int hi) {
   double s = 0;
-  for (int k = std::max(lo, 0); k <= std::min(hi, n); ++k)
-    s += std::exp(log_binomial(n, k) - n * std::log(2.0));
+  for (int k = std::max(lo, 0); k <= std::min(hi, n); ++k) s += paths::binomial_share(n, k);
   return s;
 }
 
@@ -44,34 +43,35 @@ std::string json_scalar_text(const json& v) {
 
 struct Deletions {
   int n = 0, x = 11;
-  std::vector<PathDistribution> paths;
+  std::vector<LengthShares> paths;
 };
 
 struct Parsed {
-  std::vector<std::pair<std::string, Lesion>> e1;  // resnet, plain
-  std::optional<Lesion> e3, e4;
-  std::optional<PathDistribution> e5;
+  std::vector<std::pair<std::string, LesionStudy>> e1;  // resnet, plain
+  std::vector<std::pair<std::string, LesionStudy>> e2;  // the imported network (--preset imagenet)
+  std::optional<LesionStudy> e3, e4;
+  std::optional<LengthShares> e5;
   std::vector<Gradients> e6;  // sample, exact
   std::optional<ShortPathTraining> e7;
   std::optional<Deletions> e8;
-  std::vector<std::pair<std::string, Lesion>> e9;  // stochastic, resnet
+  std::vector<std::pair<std::string, LesionStudy>> e9;  // stochastic, resnet
 };
 
-std::string net_label(const std::string& kind, const Lesion& l) {
+std::string net_label(const std::string& kind, const LesionStudy& l) {
   return l.model.empty() ? kind : kind + " (" + l.model + ")";
 }
 
 // A pair of named lesion sweeps ({"resnet": ..., "plain": ...}); the first key is required.
-std::vector<std::pair<std::string, Lesion>> parse_lesion_pair(
+std::vector<std::pair<std::string, LesionStudy>> parse_lesion_pair(
     const json& j, const std::string& where,
     const std::vector<std::pair<std::string, std::string>>& keys) {
   if (!j.is_object()) throw UserError(where + ": expected an object");
-  std::vector<std::pair<std::string, Lesion>> out;
+  std::vector<std::pair<std::string, LesionStudy>> out;
   for (size_t i = 0; i < keys.size(); ++i) {
     const auto& [key, kind] = keys[i];
     if (i == 0) require(j, key, where);
     if (!j.contains(key) || j.at(key).is_null()) continue;
-    Lesion l = parse_lesion(j.at(key), where + "." + key);
+    LesionStudy l = parse_lesion(j.at(key), where + "." + key);
     out.emplace_back(net_label(kind, l), std::move(l));
   }
   return out;
@@ -83,6 +83,10 @@ Parsed parse_results(const json& r, const std::string& where) {
   auto has = [&](const char* id) { return r.contains(id) && !r.at(id).is_null(); };
   if (has("E1"))
     p.e1 = parse_lesion_pair(r.at("E1"), where + ": E1", {{"resnet", "ResNet"}, {"plain", "plain net"}});
+  if (has("E2")) {
+    LesionStudy l = parse_lesion(r.at("E2"), where + ": E2");
+    p.e2.emplace_back(net_label("imported", l), std::move(l));
+  }
   if (has("E3")) p.e3 = parse_lesion(r.at("E3"), where + ": E3");
   if (has("E4")) p.e4 = parse_lesion(r.at("E4"), where + ": E4");
   if (has("E5")) p.e5 = parse_paths(r.at("E5"), where + ": E5");
@@ -124,6 +128,9 @@ struct PaperSingle {
 const PaperSingle kPaperResNet{"6.03%", "6.46%", "42.2% (block 1)", "~12% (blocks 19 and 37)"};
 const PaperSingle kPaperStochastic{"5.13%", "5.26%", "6.9%", ""};
 const PaperSingle kPaperPlain{"", "~90% (chance)", "~90% (chance)", ""};
+// The authors' ImageNet pre-activation ResNet-200 (66 blocks; their lesion code, no BN re-estimation).
+const PaperSingle kPaperImageNet{"21.65% (ResNet-200)", "22.3%", "90.6% (block 66)",
+                                 "66.3% (block 4), 61.6% (block 28)"};
 
 const PaperSingle& paper_for(const std::string& model) {
   if (model.rfind("plain", 0) == 0) return kPaperPlain;
@@ -131,7 +138,7 @@ const PaperSingle& paper_for(const std::string& model) {
 }
 
 void rows_single(std::vector<ComparisonRow>& rows, const std::string& id, const std::string& who,
-                 const Lesion& l, const PaperSingle& paper) {
+                 const LesionStudy& l, const PaperSingle& paper) {
   rows.push_back({id, who + ": intact", pct(l.baseline), paper.intact});
   const auto single = l.single_deletions();
   if (single.empty()) return;
@@ -152,7 +159,7 @@ void rows_single(std::vector<ComparisonRow>& rows, const std::string& id, const 
 }
 
 void rows_random_deletion(std::vector<ComparisonRow>& rows, const std::string& id,
-                          const Lesion& l) {
+                          const LesionStudy& l) {
   const auto stats = l.stats_by_k("delete");
   if (stats.empty()) return;
   auto it = std::find_if(stats.begin(), stats.end(), [](const ErrorStats& s) { return s.k == 10; });
@@ -163,7 +170,7 @@ void rows_random_deletion(std::vector<ComparisonRow>& rows, const std::string& i
                   "smooth increase; ~20% at k = 10 of 54"});
 }
 
-void rows_reorder(std::vector<ComparisonRow>& rows, const std::string& id, const Lesion& l) {
+void rows_reorder(std::vector<ComparisonRow>& rows, const std::string& id, const LesionStudy& l) {
   const auto stats = l.stats_by_k("swap");
   if (stats.empty()) return;
   const ErrorStats& s = stats.back();
@@ -174,7 +181,7 @@ void rows_reorder(std::vector<ComparisonRow>& rows, const std::string& id, const
 }
 
 void rows_paths(std::vector<ComparisonRow>& rows, const std::string& id,
-                const PathDistribution& p) {
+                const LengthShares& p) {
   rows.push_back({id, fmt::format("mean path length (n = {})", p.n), fmt::format("{:.1f}", p.mean),
                   "27 (n = 54)"});
   if (p.range95) {
@@ -216,7 +223,7 @@ void rows_short_paths(std::vector<ComparisonRow>& rows, const std::string& id,
 }
 
 void rows_deletions(std::vector<ComparisonRow>& rows, const std::string& id, const Deletions& d) {
-  for (const PathDistribution& p : d.paths) {
+  for (const LengthShares& p : d.paths) {
     std::string paper;
     if (p.n == 54 && d.x == 11) {
       if (p.deleted == 1) paper = "0.80";
@@ -235,6 +242,7 @@ std::vector<ComparisonRow> rows_for(const Parsed& p) {
     rows_single(rows, "E1", label, l, paper_for(l.model.empty() && label.rfind("plain", 0) == 0
                                                     ? "plain"
                                                     : l.model));
+  for (const auto& [label, l] : p.e2) rows_single(rows, "E2", label, l, kPaperImageNet);
   if (p.e3) rows_random_deletion(rows, "E3", *p.e3);
   if (p.e4) rows_reorder(rows, "E4", *p.e4);
   if (p.e5) rows_paths(rows, "E5", *p.e5);
@@ -264,6 +272,9 @@ std::vector<Section> draw_results(const Parsed& p, const std::string& out, const
     if (id == "E1" && !p.e1.empty())
       add(s.figures, plot_single_deletion(out, "E1_single_deletion",
                                           "Deleting single blocks: ResNet vs plain network", p.e1, g));
+    if (id == "E2" && !p.e2.empty())
+      add(s.figures, plot_single_deletion(out, "E2_single_deletion", "Deleting single blocks of the imported network",
+                                          p.e2, g));
     if (id == "E3" && p.e3) add(s.figures, plot_random_deletion(out, "E3_random_deletion", *p.e3, g));
     if (id == "E4" && p.e4) add(s.figures, plot_reorder(out, "E4_reorder", *p.e4, g));
     if (id == "E5" && p.e5) add(s.figures, plot_path_lengths(out, "E5_path_lengths", *p.e5, g));
@@ -424,6 +435,7 @@ std::string html_escape(const std::string& text) {
 const std::vector<std::pair<std::string, std::string>>& experiment_titles() {
   static const std::vector<std::pair<std::string, std::string>> titles = {
       {"E1", "E1: deleting single blocks (ResNet vs plain network)"},
+      {"E2", "E2: deleting single blocks of a pretrained ImageNet-style network"},
       {"E3", "E3: deleting k random blocks"},
       {"E4", "E4: reordering blocks"},
       {"E5", "E5: path length distribution"},
@@ -475,10 +487,16 @@ ReportResult write_report(const std::string& dir, const json& results, const Rep
       result.figures.push_back(f.stem);
     }
   }
+  // E2 needs an imported ImageNet-style network: only the imagenet preset is expected to have it.
+  const json preset = results.contains("config") && results["config"].is_object()
+                          ? results["config"].value("preset", json::object())
+                          : json::object();
+  const bool imagenet = preset.is_object() && preset.value("kind", std::string()) == "imagenet";
   std::string missing;
   for (const Section& s : sections)
     if (s.figures.empty()) {
       const bool present = results.contains(s.id) && !results.at(s.id).is_null();
+      if (!present && s.id == "E2" && !imagenet) continue;
       missing += "<li>" + html_escape(s.heading) +
                  (present ? ": present, but holds nothing to draw" : ": not in these results") +
                  "</li>\n";
@@ -529,7 +547,7 @@ ReportResult write_run_report(const std::string& run_dir, const ReportOptions& o
   std::vector<Section> sections;
   std::vector<ComparisonRow> rows;
   std::vector<Gradients> gradients;
-  std::vector<PathDistribution> deletions;
+  std::vector<LengthShares> deletions;
   const std::string model = string_field(config, "model");
 
   Section training{"training", "Training", {}};
@@ -542,7 +560,7 @@ ReportResult write_run_report(const std::string& run_dir, const ReportOptions& o
     const json j = read_json_file(path);
     Section s{stem, name, {}};
     if (j.is_object() && j.contains("plans")) {
-      Lesion l = parse_lesion(j, path);
+      LesionStudy l = parse_lesion(j, path);
       if (l.model.empty()) l.model = model;
       const std::string label = l.model.empty() ? "network" : l.model;
       add(s.figures, plot_single_deletion(out, stem + "_single_deletion",
@@ -559,7 +577,7 @@ ReportResult write_run_report(const std::string& run_dir, const ReportOptions& o
       gradients.push_back(parse_gradients(j, path));
       continue;  // all gradient files share one pair of figures
     } else if (j.is_object() && j.contains("lengths")) {
-      PathDistribution p = parse_paths(j, path);
+      LengthShares p = parse_paths(j, path);
       if (p.deleted > 0) {
         deletions.push_back(std::move(p));
         continue;
@@ -582,7 +600,7 @@ ReportResult write_run_report(const std::string& run_dir, const ReportOptions& o
   if (!deletions.empty()) {
     Section s{"deletions", "Paths left after deleting blocks", {}};
     std::sort(deletions.begin(), deletions.end(),
-              [](const PathDistribution& a, const PathDistribution& b) { return a.deleted < b.deleted; });
+              [](const LengthShares& a, const LengthShares& b) { return a.deleted < b.deleted; });
     add(s.figures, plot_remaining_paths(out, "paths_remaining", deletions, 11, g));
     rows_deletions(rows, "E8", Deletions{deletions[0].n, 11, deletions});
     sections.push_back(std::move(s));

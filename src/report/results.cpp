@@ -3,7 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
+#include <cstdlib>
 #include <sstream>
 
 #include "core/errors.h"
@@ -43,6 +43,17 @@ const json& require_array(const json& j, const std::string& key, const std::stri
 const json& require_object_at(const json& j, const std::string& where) {
   if (!j.is_object()) fail(where, "expected an object, got " + std::string(j.type_name()));
   return j;
+}
+
+// f(element, name) for each element of the array j[key], each checked to be an object; `name`
+// ("where.key[i]") names it in error messages.
+template <class F>
+void for_each_object(const json& j, const std::string& key, const std::string& where, F f) {
+  const json& a = require_array(j, key, where);
+  for (size_t i = 0; i < a.size(); ++i) {
+    const std::string w = where + "." + key + "[" + std::to_string(i) + "]";
+    f(require_object_at(a[i], w), w);
+  }
 }
 
 std::optional<std::pair<int, int>> optional_range(const json& j, const std::string& key,
@@ -115,46 +126,26 @@ double error_percent(const json& j, const std::string& where, const std::string&
   return v <= 1.0 ? 100.0 * v : v;
 }
 
-// ---- arithmetic ----------------------------------------------------------------------------
-
-double log_binomial(int n, int k) {
-  if (k < 0 || k > n || n < 0) return -std::numeric_limits<double>::infinity();
-  return std::lgamma(n + 1.0) - std::lgamma(k + 1.0) - std::lgamma(n - k + 1.0);
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return std::nan("");
-  std::sort(v.begin(), v.end());
-  const size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
-}
-
 // ---- lesion --------------------------------------------------------------------------------
 
-Lesion parse_lesion(const json& j, const std::string& where) {
+LesionStudy parse_lesion(const json& j, const std::string& where) {
   require_object_at(j, where);
-  Lesion out;
+  LesionStudy out;
   out.model = optional_string(j, "model", where, "");
   if (j.contains("blocks") && !j.at("blocks").is_null()) {
-    const json& blocks = require_array(j, "blocks", where);
-    for (size_t i = 0; i < blocks.size(); ++i) {
-      const std::string w = where + ".blocks[" + std::to_string(i) + "]";
-      require_object_at(blocks[i], w);
+    for_each_object(j, "blocks", where, [&](const json& bj, const std::string& w) {
       BlockMark b;
-      b.index = require_int(blocks[i], "index", w);
-      b.stage = optional_int(blocks[i], "stage", w, 0);
-      if (blocks[i].contains("downsample")) {
-        if (!blocks[i]["downsample"].is_boolean()) fail(w + ".downsample", "expected true/false");
-        b.downsample = blocks[i]["downsample"].get<bool>();
+      b.index = require_int(bj, "index", w);
+      b.stage = optional_int(bj, "stage", w, 0);
+      if (bj.contains("downsample")) {
+        if (!bj["downsample"].is_boolean()) fail(w + ".downsample", "expected true/false");
+        b.downsample = bj["downsample"].get<bool>();
       }
       out.blocks.push_back(b);
-    }
+    });
   }
   out.baseline = error_percent(require(j, "baseline", where), field(where, "baseline"));
-  const json& plans = require_array(j, "plans", where);
-  for (size_t i = 0; i < plans.size(); ++i) {
-    const std::string w = where + ".plans[" + std::to_string(i) + "]";
-    const json& pj = require_object_at(plans[i], w);
+  for_each_object(j, "plans", where, [&](const json& pj, const std::string& w) {
     LesionPlan p;
     p.plan = optional_string(pj, "plan", w, "");
     const std::string inferred = p.plan.rfind("delete", 0) == 0 ? "delete" : "custom";
@@ -170,11 +161,11 @@ Lesion parse_lesion(const json& j, const std::string& where) {
     p.error = error_percent(pj, w);
     p.kendall_tau = optional_number(pj, "kendall_tau", w);
     out.plans.push_back(std::move(p));
-  }
+  });
   return out;
 }
 
-std::vector<std::pair<int, double>> Lesion::single_deletions() const {
+std::vector<std::pair<int, double>> LesionStudy::single_deletions() const {
   std::vector<std::pair<int, double>> out;
   for (const LesionPlan& p : plans)
     if (p.kind == "delete" && p.blocks.size() == 1) out.emplace_back(p.blocks[0], p.error);
@@ -182,7 +173,7 @@ std::vector<std::pair<int, double>> Lesion::single_deletions() const {
   return out;
 }
 
-std::vector<ErrorStats> Lesion::stats_by_k(const std::string& kind) const {
+std::vector<ErrorStats> LesionStudy::stats_by_k(const std::string& kind) const {
   std::map<int, std::vector<const LesionPlan*>> groups;
   for (const LesionPlan& p : plans)
     if (p.kind == kind) groups[p.k].push_back(&p);
@@ -191,33 +182,24 @@ std::vector<ErrorStats> Lesion::stats_by_k(const std::string& kind) const {
     ErrorStats s;
     s.k = k;
     s.count = static_cast<int>(ps.size());
-    std::vector<double> errs;
-    double tau_sum = 0;
-    int tau_count = 0;
+    std::vector<double> errs, taus;
     for (const LesionPlan* p : ps) {
       errs.push_back(p->error);
-      if (p->kendall_tau) {
-        tau_sum += *p->kendall_tau;
-        ++tau_count;
-      }
+      if (p->kendall_tau) taus.push_back(*p->kendall_tau);
     }
-    double sum = 0;
-    for (double e : errs) sum += e;
-    s.mean = sum / errs.size();
-    double sq = 0;
-    for (double e : errs) sq += (e - s.mean) * (e - s.mean);
-    s.std = errs.size() > 1 ? std::sqrt(sq / (errs.size() - 1)) : 0.0;
+    s.mean = mean(errs);
+    s.std = sample_std(errs);
     s.min = *std::min_element(errs.begin(), errs.end());
     s.max = *std::max_element(errs.begin(), errs.end());
     s.median = median(errs);
-    s.has_tau = tau_count > 0;
-    s.mean_tau = tau_count > 0 ? tau_sum / tau_count : 0.0;
+    s.has_tau = !taus.empty();
+    s.mean_tau = mean(taus);  // 0 when none
     out.push_back(s);
   }
   return out;
 }
 
-std::vector<int> Lesion::downsampling_blocks() const {
+std::vector<int> LesionStudy::downsampling_blocks() const {
   std::vector<int> out;
   for (const BlockMark& b : blocks)
     if (b.downsample) out.push_back(b.index);
@@ -226,27 +208,25 @@ std::vector<int> Lesion::downsampling_blocks() const {
 
 // ---- paths ---------------------------------------------------------------------------------
 
-PathDistribution parse_paths(const json& j, const std::string& where) {
+LengthShares parse_paths(const json& j, const std::string& where) {
   require_object_at(j, where);
-  PathDistribution out;
+  LengthShares out;
   out.n = require_int(j, "n", where);
-  if (out.n < 0) fail(field(where, "n"), "negative");
+  if (out.n < 0 || out.n > paths::kMaxBlocks)
+    fail(field(where, "n"), "must lie in 0.." + std::to_string(paths::kMaxBlocks));
   out.deleted = optional_int(j, "deleted", where, 0);
   if (out.deleted < 0 || out.deleted > out.n)
     fail(field(where, "deleted"), "must lie in 0.." + std::to_string(out.n));
-  const json& lengths = require_array(j, "lengths", where);
   double weighted = 0;
-  for (size_t i = 0; i < lengths.size(); ++i) {
-    const std::string w = where + ".lengths[" + std::to_string(i) + "]";
-    require_object_at(lengths[i], w);
+  for_each_object(j, "lengths", where, [&](const json& lj, const std::string& w) {
     PathLength l;
-    l.length = require_int(lengths[i], "length", w);
-    l.share = require_number(lengths[i], "share", w);
-    l.count = optional_count(lengths[i], "count", w);
-    l.remaining_share = optional_number(lengths[i], "remaining_share", w);
+    l.length = require_int(lj, "length", w);
+    l.share = require_number(lj, "share", w);
+    l.count = optional_count(lj, "count", w);
+    l.remaining_share = optional_number(lj, "remaining_share", w);
     weighted += l.length * l.share;
     out.lengths.push_back(l);
-  }
+  });
   std::sort(out.lengths.begin(), out.lengths.end(),
             [](const PathLength& a, const PathLength& b) { return a.length < b.length; });
   out.mean = optional_number(j, "mean", where).value_or(weighted);
@@ -254,22 +234,46 @@ PathDistribution parse_paths(const json& j, const std::string& where) {
   return out;
 }
 
-double PathDistribution::share_between(int lo, int hi) const {
+double LengthShares::share_between(int lo, int hi) const {
   double s = 0;
   for (const PathLength& l : lengths)
     if (l.length >= lo && l.length <= hi) s += l.share;
   return s;
 }
 
-double PathDistribution::remaining_at(int x) const {
+double LengthShares::remaining_at(int x) const {
   for (const PathLength& l : lengths)
     if (l.length == x && l.remaining_share) return *l.remaining_share;
-  if (x < 0 || x > n) return 0.0;
-  if (x > n - deleted) return 0.0;
-  return std::exp(log_binomial(n - deleted, x) - log_binomial(n, x));
+  if (x < 0 || x > n - deleted) return 0.0;
+  if (deleted == 0) return 1.0;  // also n = 0, which paths:: does not take
+  return paths::remaining_share(n, deleted, x);  // parse_paths checked 0 <= deleted <= n <= kMaxBlocks
 }
 
 // ---- gradients -----------------------------------------------------------------------------
+
+namespace {
+
+// C(n, k) as the nearest double, for tables that leave out "paths": paths' exact counts up to
+// paths::kMaxExactCountBlocks blocks (the row is made on first use), exp(log C) above (inf where
+// it overflows); 0 for k outside 0..n.
+class PathCounts {
+ public:
+  explicit PathCounts(int n) : n_(n) {}
+  double at(int k) {
+    if (k < 0 || k > n_) return 0.0;
+    if (n_ > paths::kMaxExactCountBlocks) return std::exp(paths::log_binomial(n_, k));
+    if (row_.empty())
+      for (const paths::BigUint& c : paths::binomial_row(n_))
+        row_.push_back(std::strtod(c.to_string().c_str(), nullptr));  // correctly rounded
+    return row_[static_cast<size_t>(k)];
+  }
+
+ private:
+  int n_;
+  std::vector<double> row_;
+};
+
+}  // namespace
 
 std::optional<double> GradLength::contribution() const {
   if (total) return total;
@@ -284,20 +288,18 @@ Gradients parse_gradients(const json& j, const std::string& where) {
   if (!method.is_string()) fail(field(where, "method"), "expected a string");
   out.method = method.get<std::string>();
   out.n = require_int(j, "n", where);
-  const json& lengths = require_array(j, "lengths", where);
-  for (size_t i = 0; i < lengths.size(); ++i) {
-    const std::string w = where + ".lengths[" + std::to_string(i) + "]";
-    require_object_at(lengths[i], w);
+  PathCounts counts(out.n);
+  for_each_object(j, "lengths", where, [&](const json& lj, const std::string& w) {
     GradLength g;
-    g.length = require_int(lengths[i], "length", w);
-    g.paths = optional_count(lengths[i], "paths", w)
-                  .value_or(std::exp(log_binomial(out.n, g.length)));
-    g.norm = optional_number(lengths[i], "norm", w);
-    g.mean = optional_number(lengths[i], "mean", w);
-    g.std = optional_number(lengths[i], "std", w);
-    g.total = optional_number(lengths[i], "total", w);
+    g.length = require_int(lj, "length", w);
+    const auto given = optional_count(lj, "paths", w);
+    g.paths = given ? *given : counts.at(g.length);
+    g.norm = optional_number(lj, "norm", w);
+    g.mean = optional_number(lj, "mean", w);
+    g.std = optional_number(lj, "std", w);
+    g.total = optional_number(lj, "total", w);
     out.lengths.push_back(g);
-  }
+  });
   std::sort(out.lengths.begin(), out.lengths.end(),
             [](const GradLength& a, const GradLength& b) { return a.length < b.length; });
   out.residual = optional_number(j, "residual", where);

@@ -11,6 +11,9 @@
 #include <utility>
 #include <vector>
 
+#include "core/stats.h"  // mean, median, sample_std: the report's statistics
+#include "paths/path_counts.h"
+
 namespace unravel::report {
 
 // ---- checked field access ------------------------------------------------------------------
@@ -46,7 +49,8 @@ struct LesionPlan {
   std::optional<double> kendall_tau;  ///< of the resulting block order (swap sweeps)
 };
 
-// mean / std / min / max / median of the errors of all plans of one kind and k (percent).
+// mean / std / min / max / median of the errors of all plans of one kind and k (percent); std is
+// the sample std (n - 1; 0 for one plan), as in `unravel lesion`'s summary (core/stats.h).
 struct ErrorStats {
   int k = 0;
   int count = 0;
@@ -55,7 +59,9 @@ struct ErrorStats {
   bool has_tau = false;
 };
 
-struct Lesion {
+// The results of one lesion study of one network as the report reads them (lesion::Lesion is
+// one plan of a sweep; lesion::LesionResult what run_lesion returns).
+struct LesionStudy {
   std::string model;
   std::vector<BlockMark> blocks;  ///< may be empty (field is optional)
   double baseline = 0;            ///< intact network, percent
@@ -68,7 +74,7 @@ struct Lesion {
   std::vector<int> downsampling_blocks() const;
 };
 
-Lesion parse_lesion(const nlohmann::json& j, const std::string& where);
+LesionStudy parse_lesion(const nlohmann::json& j, const std::string& where);
 
 // ---- path counts (E5, E8) ------------------------------------------------------------------
 struct PathLength {
@@ -78,7 +84,9 @@ struct PathLength {
   std::optional<double> remaining_share;  ///< C(n-d, x) / C(n, x) when d > 0
 };
 
-struct PathDistribution {
+// The shares of path lengths of an `unravel paths` table as the report reads them (what
+// paths::PathDistribution::to_json wrote).
+struct LengthShares {
   int n = 0;
   int deleted = 0;
   std::vector<PathLength> lengths;
@@ -87,16 +95,17 @@ struct PathDistribution {
 
   // Share of all paths whose length lies in [lo, hi].
   double share_between(int lo, int hi) const;
-  // remaining_share at length x: the field when present, else computed from n and deleted.
+  // remaining_share at length x: the field when present, else paths::remaining_share(n, deleted, x).
   double remaining_at(int x) const;
 };
 
-PathDistribution parse_paths(const nlohmann::json& j, const std::string& where);
+// UserError for n outside 0..paths::kMaxBlocks or deleted outside 0..n.
+LengthShares parse_paths(const nlohmann::json& j, const std::string& where);
 
 // ---- gradients per path length (E6) --------------------------------------------------------
 struct GradLength {
   int length = 0;
-  double paths = 0;            ///< C(n, k)
+  double paths = 0;            ///< C(n, k): the field, else paths' exact count (nearest double)
   std::optional<double> norm;  ///< norm of the summed gradient of all paths of this length
   std::optional<double> mean;  ///< mean norm of one path's gradient
   std::optional<double> std;
@@ -138,8 +147,5 @@ struct EpochPoint {
 // test_error|test_top1_error|top1_error|test.top1_error. `where` names the file.
 std::vector<EpochPoint> parse_epochs(const std::string& jsonl, const std::string& where);
 
-// ---- arithmetic ----------------------------------------------------------------------------
-double log_binomial(int n, int k);  // log C(n, k); -inf outside 0..n
-double median(std::vector<double> v);
 
 }  // namespace unravel::report

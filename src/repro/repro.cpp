@@ -12,6 +12,7 @@
 #include "core/errors.h"
 #include "core/run_dir.h"
 #include "core/util.h"
+#include "lesion/sweeps.h"
 #include "models/network.h"
 #include "report/report.h"
 #include "report/verdicts.h"
@@ -24,15 +25,6 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-// Disjoint pairs of same-shape blocks: what k random swaps can use at most.
-int disjoint_swap_pairs(const std::vector<BlockInfo>& blocks) {
-  std::map<std::pair<Shape, Shape>, int> groups;
-  for (const BlockInfo& b : blocks) ++groups[{b.in_shape, b.out_shape}];
-  int pairs = 0;
-  for (const auto& g : groups) pairs += g.second / 2;
-  return pairs;
-}
 
 // The same DIR continues the same reproduction; anything else is refused before any work.
 void check_identity(const Context& ctx) {
@@ -68,7 +60,7 @@ void load_data_and_sizes(Context& ctx) {
                             .in_channels(ctx.dataset.channels)
                             .input_size(ctx.dataset.height, ctx.dataset.width)
                             .num_classes(std::max<int64_t>(2, ctx.dataset.num_classes)));
-  ctx.sizes = derive_sizes(probe->num_blocks(), disjoint_swap_pairs(probe->block_infos()));
+  ctx.sizes = derive_sizes(probe->num_blocks(), lesion::disjoint_swap_pairs(probe->block_infos()));
 }
 
 void write_results(Context& ctx, const std::vector<StepRecord>& records, const std::string& started,

@@ -1,5 +1,5 @@
-// Data-parallel training over libtorch's own c10d process groups (DESIGN.md "Beyond one
-// machine"): Gloo on CPU, no home-made transport. A Communicator is one rank's handle on the
+// Data-parallel training over libtorch's own c10d process groups (docs/design.md, "Data
+// parallelism"): Gloo on CPU, no home-made transport. A Communicator is one rank's handle on the
 // group; with world size 1 it is a no-op and needs no c10d at all.
 #pragma once
 #include <torch/torch.h>

@@ -4,6 +4,7 @@
 #include "train/trainer.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <cmath>
@@ -114,6 +115,46 @@ const char* kRunDefining[] = {"model", "data", "batch_size", "lr", "momentum", "
                               "schedule", "milestones", "gamma", "warmup_epochs", "shortcut",
                               "stochastic_depth", "sd_mode", "active_blocks", "augment", "train_subset",
                               "val_split", "seed"};
+
+// The total epochs a run was planned for (its config.json), or `otherwise` when not recorded.
+int planned_epochs(const RunConfig& c, int otherwise) {
+  const auto it = c.options.find("epochs");
+  return it != c.options.end() && it->is_number_integer() ? it->get<int>() : otherwise;
+}
+
+// What a new --epochs does to the learning rate when `done` epochs of a run planned for `before`
+// are trained: the schedule is that of the new total from epoch done+1 on (milestones and the
+// cosine are fractions of the run), while the epochs trained keep the rates they had.
+std::string epochs_change_rule(const TrainOptions& now, int before, int done) {
+  TrainOptions old = now;
+  old.epochs = before;
+  auto at = [](const TrainOptions& o) {
+    std::string s;
+    for (double m : o.milestones) s += fmt::format("{}{:g}", s.empty() ? "" : ", ", m * o.epochs);
+    return s;
+  };
+  std::string rule;
+  if (now.schedule == "step" && !now.milestones.empty())
+    rule = fmt::format("step schedule: lr x{:g} at fractions {} of the run, now at epochs {} of {} (were {} of {})",
+                       now.gamma, fmt::join(now.milestones, ","), at(now), now.epochs, at(old), before);
+  else if (now.schedule == "cosine")
+    rule = fmt::format("cosine schedule: now over {} epochs (was {})", now.epochs, before);
+  else  // constant, or step without milestones
+    return fmt::format("{} schedule: lr {:g} as before", now.schedule, now.lr);
+  return rule + fmt::format("; epochs 1-{} keep the rates they were trained with; lr {:g} at the end of epoch {}, "
+                            "{:g} from epoch {}",
+                            done, learning_rate(old, done - 1e-9), done, learning_rate(now, done), done + 1);
+}
+
+// A number in summary.json, `otherwise` when absent; UserError naming the file for another type.
+template <typename T>
+T summary_number(const json& s, const char* key, T otherwise, const std::string& path) {
+  const auto it = s.find(key);
+  if (it == s.end()) return otherwise;
+  if (!it->is_number())
+    throw UserError(fmt::format("{}: \"{}\" is {}, not a number", path, key, elide_middle(it->dump(), 40)));
+  return it->get<T>();
+}
 
 // metrics.jsonl without the records of epochs after `last_epoch` (left by an interrupted run).
 void truncate_metrics(const std::string& path, int last_epoch) {
@@ -238,6 +279,7 @@ class Trainer {
   std::unique_ptr<JsonlWriter> metrics_;
   int n_ = 0, start_epoch_ = 0;
   bool summary_stale_ = false;
+  std::string epochs_rule_;  // what a changed --epochs does to the schedule ("" when unchanged)
   json previous_summary_ = json::object();
   TrainSummary summary_;
   double train_seconds_total_ = 0;
@@ -278,6 +320,11 @@ Trainer::Trainer(const TrainOptions& in) : o_(in), root_(in.dist.rank == 0), rd_
                              o_.dist.world_size, o_.dist.store, o_.dist.timeout_s);
   comm_ = std::make_unique<Communicator>(o_.dist);  // waits for every rank
   resume();
+  const int before = previous ? planned_epochs(*previous, o_.epochs) : o_.epochs;
+  if (before != o_.epochs && start_epoch_ > 0 && start_epoch_ < o_.epochs) {
+    epochs_rule_ = epochs_change_rule(o_, before, start_epoch_);
+    if (root_) std::cerr << fmt::format("[train] {}: --epochs {} -> {}: {}\n", o_.out, before, o_.epochs, epochs_rule_);
+  }
   // A finished run that is asked for nothing more is left untouched (config.json included).
   if (root_ && (!previous || start_epoch_ < o_.epochs)) rd_.write_config(make_config(previous ? &*previous : nullptr));
 }
@@ -314,10 +361,12 @@ void Trainer::resume() {
     throw UserError(fmt::format("{}: epoch {} is out of range", rd_.checkpoint_path(), start_epoch_));
   previous_summary_ = rd_.read_summary();
   const RunDirectory::CheckpointState st = rd_.checkpoint_state();
-  summary_stale_ = !st.consistent || previous_summary_.value("epochs", 0) != start_epoch_;
-  train_seconds_total_ = previous_summary_.value("train_seconds", 0.0);
-  summary_.best_val_error = previous_summary_.value("best_val_error", 1.0);
-  summary_.best_val_epoch = previous_summary_.value("best_val_epoch", 0);
+  const std::string sp = rd_.summary_path();
+  summary_stale_ = !st.consistent || summary_number(previous_summary_, "epochs", 0, sp) != start_epoch_;
+  train_seconds_total_ = summary_number(previous_summary_, "train_seconds", 0.0, sp);
+  summary_.best_val_error = summary_number(previous_summary_, "best_val_error", 1.0, sp);
+  summary_.best_val_epoch = summary_number(previous_summary_, "best_val_epoch", 0, sp);
+  summary_number(previous_summary_, "test_error", 1.0, sp);  // what a finished run reports
   summary_.epochs_done = start_epoch_;
   if (root_) truncate_metrics(rd_.metrics_path(), start_epoch_);
   if (!o_.quiet)
@@ -349,9 +398,12 @@ RunConfig Trainer::make_config(const RunConfig* previous) const {
   // run, so extending a run moves them (epochs already trained keep the schedule they had).
   c.source = previous ? previous->source : json::object();
   json history = c.source.value("epochs_history", json::array());
-  const int before = previous ? previous->options.value("epochs", o_.epochs) : o_.epochs;
-  if (history.empty() || before != o_.epochs)
+  if (!history.is_array()) history = json::array();
+  const int before = previous ? planned_epochs(*previous, o_.epochs) : o_.epochs;
+  if (history.empty() || before != o_.epochs) {
     history.push_back({{"epochs", o_.epochs}, {"from_epoch", start_epoch_}, {"at", iso_time_now()}});
+    if (!epochs_rule_.empty()) history.back()["rule"] = epochs_rule_;
+  }
   c.source["epochs_history"] = history;
   return c;
 }

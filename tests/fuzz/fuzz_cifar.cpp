@@ -48,9 +48,11 @@ const std::string& data_dir() {
     fs::create_directories(d + "/c100");
     for (int i = 1; i <= 5; ++i) write_bytes(d + "/c10/data_batch_" + std::to_string(i) + ".bin", record({char(i)}, i));
     write_bytes(d + "/c100/train.bin", record({3, 57}, 1) + record({19, 99}, 2));
-    std::atexit([] { fs::remove_all(data_dir()); });
     return d;
   }();
+  // Registered once the string exists, so that it runs before the string is destroyed.
+  static const bool cleanup = std::atexit([] { fs::remove_all(data_dir()); }) == 0;
+  (void)cleanup;
   return dir;
 }
 

@@ -37,9 +37,11 @@ const std::string& run_dir() {
         (std::filesystem::temp_directory_path() / ("unravel_fuzz_config_" + std::to_string(::getpid()))).string();
     std::filesystem::create_directories(d);
     std::ofstream(d + "/checkpoint.pt") << "not a checkpoint";
-    std::atexit([] { std::filesystem::remove_all(run_dir()); });
     return d;
   }();
+  // Registered once the string exists, so that it runs before the string is destroyed.
+  static const bool cleanup = std::atexit([] { std::filesystem::remove_all(run_dir()); }) == 0;
+  (void)cleanup;
   return dir;
 }
 

@@ -64,9 +64,11 @@ const std::string& data_dir() {
     write_bytes(d + "/train-labels-idx1-ubyte", idx_bytes({2}, 3));
     write_bytes(d + "/t10k-images-idx3-ubyte", idx_bytes({2, 4, 4}, 1));
     write_bytes(d + "/t10k-labels-idx1-ubyte", idx_bytes({2}, 7));
-    std::atexit([] { fs::remove_all(data_dir()); });
     return d;
   }();
+  // Registered once the string exists, so that it runs before the string is destroyed.
+  static const bool cleanup = std::atexit([] { fs::remove_all(data_dir()); }) == 0;
+  (void)cleanup;
   return dir;
 }
 
