@@ -107,7 +107,8 @@ const std::vector<Preset>& presets() {
     // E2: a pretrained ImageNet network (unravel import) on an image folder: single deletions,
     // random deletions and swaps, and the exact gradient per path length. The network comes from
     // --weights/--arch and the images from --data. Cost for 50,000 validation images of
-    // resnet50 (measured rates, see README): ~3 h on 2 CPU cores; minutes on one GPU.
+    // resnet50: E2 alone ~0.3-0.6 s per image on 2 CPU cores (bench/imagefolder.sh: 64 images,
+    // 16 plans in 38.9 s on a loaded machine; decoding is 0.2% of it), so 4-8 h.
     Preset imagenet;
     imagenet.name = "imagenet";
     imagenet.kind = PresetKind::ImageNet;
@@ -186,7 +187,8 @@ std::string presets_table() {
        "Threads: automatic, except smoke (1) unless --threads is given.\n"
        "imagenet: no training; `--weights FILE --arch NAME --data imagefolder:DIR` import a pretrained "
        "network and run E2 (every block deleted alone), E3, E4 and E6 (exact) on it. 50,000 validation "
-       "images with resnet50: about 3 h on 2 CPU cores, minutes on one GPU; --test-subset N for less.\n";
+       "images with resnet50: 4-8 h on 2 CPU cores (E2 ~0.3-0.6 s per image, measured by bench/imagefolder.sh); "
+       "--test-subset N for less.\n";
   return s;
 }
 

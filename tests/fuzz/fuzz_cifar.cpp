@@ -10,6 +10,7 @@
 #include <fstream>
 #include <string>
 
+#include "harness.h"
 #include "core/errors.h"
 #include "data/dataset.h"
 
@@ -17,19 +18,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
+constexpr const char* kHarness = "fuzz_cifar";
+
 [[noreturn]] void bug(const std::string& what, const std::string& detail) {
-  std::fprintf(stderr, "fuzz_cifar: %s: %.300s\n", what.c_str(), detail.c_str());
-  std::abort();
+  unravel::fuzz::report_bug(kHarness, what, detail);
 }
 
-void check_message(const unravel::UserError& e) {
-  const std::string m = e.what();
-  if (m.empty() || m.size() > 400 || m.find('\n') != std::string::npos) bug("error is not one short line", m);
-}
+void check_message(const unravel::UserError& e) { unravel::fuzz::check_one_line(kHarness, e); }
 
 void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  unravel::fuzz::write_file_bytes(path, bytes.data(), bytes.size());
 }
 
 // One record: `labels` label bytes, then 3x32x32 pixels.

@@ -10,24 +10,22 @@
 #include <fstream>
 #include <string>
 
+#include "harness.h"
 #include "core/errors.h"
 #include "core/run_dir.h"
 
 namespace {
 
+constexpr const char* kHarness = "fuzz_config";
+
 [[noreturn]] void bug(const std::string& what, const std::string& detail) {
-  std::fprintf(stderr, "fuzz_config: %s: %.300s\n", what.c_str(), detail.c_str());
-  std::abort();
+  unravel::fuzz::report_bug(kHarness, what, detail);
 }
 
-void check_message(const unravel::UserError& e) {
-  const std::string m = e.what();
-  if (m.empty() || m.size() > 400 || m.find('\n') != std::string::npos) bug("error is not one short line", m);
-}
+void check_message(const unravel::UserError& e) { unravel::fuzz::check_one_line(kHarness, e); }
 
 void write_bytes(const std::string& path, const uint8_t* data, size_t size) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+  unravel::fuzz::write_file_bytes(path, reinterpret_cast<const char*>(data), size);
 }
 
 // One run directory per process (the driver forks a fresh one after a crash), with a checkpoint.

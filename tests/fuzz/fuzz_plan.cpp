@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "harness.h"
 #include "core/errors.h"
 #include "core/plan.h"
 
@@ -15,15 +16,13 @@ namespace {
 using unravel::Plan;
 
 // A broken invariant of our code: print it and abort (the driver keeps the input).
+constexpr const char* kHarness = "fuzz_plan";
+
 [[noreturn]] void bug(const std::string& what, const std::string& detail) {
-  std::fprintf(stderr, "fuzz_plan: %s: %.300s\n", what.c_str(), detail.c_str());
-  std::abort();
+  unravel::fuzz::report_bug(kHarness, what, detail);
 }
 
-void check_message(const unravel::UserError& e) {
-  const std::string m = e.what();
-  if (m.empty() || m.size() > 300 || m.find('\n') != std::string::npos) bug("error is not one short line", m);
-}
+void check_message(const unravel::UserError& e) { unravel::fuzz::check_one_line(kHarness, e); }
 
 // Three stages of n/3 blocks (16x12x12 -> 32x6x6 -> 64x3x3); n = 1: one block.
 std::vector<unravel::BlockInfo> block_table(int n) {

@@ -13,13 +13,15 @@
 #include <iostream>
 #include <string>
 
+#include "harness.h"
 #include "lesion/lesion.h"
 
 namespace {
 
+constexpr const char* kHarness = "fuzz_progress";
+
 [[noreturn]] void bug(const std::string& what, const std::string& detail) {
-  std::fprintf(stderr, "fuzz_progress: %s: %.300s\n", what.c_str(), detail.c_str());
-  std::abort();
+  unravel::fuzz::report_bug(kHarness, what, detail);
 }
 
 // The key the seed corpus was written for (tests/fuzz/make_corpus.py writes the same one).
