@@ -393,6 +393,13 @@ TEST(ReproSmoke, EndToEndThenEveryStepReused) {
   ASSERT_EQ(first.report_index, index);
   ASSERT_TRUE(fs::exists(index));
   const std::string html = slurp(index);
+  // Each verdict of results.json is a row of the report's verdict table.
+  ASSERT_TRUE(r.at("verdicts").is_object());
+  for (const auto& [id, v] : r.at("verdicts").items())
+    EXPECT_NE(html.find("<tr><td>" + id + "</td><td>" +
+                        (v.at("reproduced").get<bool>() ? "reproduced" : "<b>not reproduced</b>") + "</td>"),
+              std::string::npos)
+        << id;
   std::set<std::string> figures;
   const std::regex img("<img src=\"([^\"]+)\\.svg\"");
   for (auto it = std::sregex_iterator(html.begin(), html.end(), img); it != std::sregex_iterator(); ++it)

@@ -15,6 +15,7 @@
 #include "core/util.h"
 #include "report/figures.h"
 #include "report/results.h"
+#include "report/verdicts.h"
 
 namespace unravel::report {
 
@@ -348,6 +349,19 @@ class Page {
                html_escape(r.paper.empty() ? "-" : r.paper) + "</td></tr>\n";
     html_ += "</table>\n";
   }
+  // One row per experiment: reproduced or not, the rule it was judged by, and the evidence.
+  void verdicts(const json& v) {
+    if (!v.is_object() || v.empty()) return;
+    html_ += "<table class=\"verdicts\">\n<tr><th>experiment</th><th>verdict</th><th>rule</th><th>evidence</th></tr>\n";
+    for (const auto& [id, e] : v.items()) {
+      if (!e.is_object()) continue;
+      const bool ok = e.value("reproduced", false);
+      html_ += "<tr><td>" + html_escape(id) + "</td><td>" + (ok ? "reproduced" : "<b>not reproduced</b>") +
+               "</td><td>" + html_escape(e.value("rule", std::string())) + "</td><td>" +
+               html_escape(e.value("evidence", std::string())) + "</td></tr>\n";
+    }
+    html_ += "</table>\n";
+  }
   void figure(const Figure& f, const GnuplotOptions& g) {
     const std::string svg = html_escape(f.stem + ".svg"), png = html_escape(f.stem + ".png");
     html_ += fmt::format(
@@ -475,6 +489,12 @@ ReportResult write_report(const std::string& dir, const json& results, const Rep
                  dir + "`.");
   page.paragraph(data_note(data), "note");
 
+  // Results written before verdicts existed are judged here, by the same rules as repro.
+  const json verdicts = results.contains("verdicts") ? results["verdicts"] : judge(results);
+  if (verdicts.is_object() && !verdicts.empty()) {
+    page.heading(2, "Verdicts", "verdicts");
+    page.verdicts(verdicts);
+  }
   page.heading(2, "Our results beside the paper's", "comparison");
   page.comparison(rows_for(parsed));
 
