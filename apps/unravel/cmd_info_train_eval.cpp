@@ -164,7 +164,8 @@ void add_info_command(CLI::App& app) {
       net = models::Network(models::NetworkOptions(o->model).in_channels(in[0]).input_size(in[1], in[2])
                                 .num_classes(o->classes).shortcut(o->shortcut));
     }
-    json j = {{"model", net->spec().name},
+    json j = {{"schema_version", kRunSchemaVersion},
+              {"model", net->spec().name},
               {"shortcut", net->options().shortcut_},
               {"input", {net->options().in_channels_, net->options().height_, net->options().width_}},
               {"num_classes", net->options().num_classes_},

@@ -84,7 +84,7 @@ json StepRunner::cached_or_compute(const json& inputs_in, const std::function<js
   }
   json result = compute();
   const double secs = seconds_since(step_t0_);
-  write_json_atomic(path, {{"id", s.id}, {"key", key}, {"inputs", inputs}, {"seconds", secs},
+  write_json_atomic(path, {{"schema_version", kRunSchemaVersion}, {"id", s.id}, {"key", key}, {"inputs", inputs}, {"seconds", secs},
                            {"finished", iso_time_now()}, {"result", result}});
   finish("computed", secs, secs);
   return result;

@@ -180,7 +180,8 @@ class JsonlWriter {
   explicit JsonlWriter(const std::string& path) : out_(path, std::ios::app) {
     if (!out_) throw UserError(fmt::format("cannot write {}", path));
   }
-  void write(const json& j) {
+  void write(json j) {
+    j["schema_version"] = kRunSchemaVersion;  // every record says which schema it follows
     out_ << j.dump() << "\n";
     out_.flush();
   }
