@@ -414,6 +414,10 @@ TEST(ReadLimits, JsonErrorsAreShortAndQuoteNothing) {
   put(d / "deep.json", std::string(1 << 20, '['));
   e = error_of([&] { read_json_file(d / "deep.json"); });
   EXPECT_EQ(e, (d / "deep.json") + ": invalid JSON: nested more than 256 levels deep");
+  // A number beyond double's range (a fuzzing finding: it escaped as json's out_of_range).
+  put(d / "big.json", "{\"epochs\": 22E22222222222}");
+  EXPECT_EQ(error_of([&] { read_json_file(d / "big.json"); }),
+            (d / "big.json") + ": invalid JSON: a number beyond the range of a double");
   put(d / "ok.json", "[[1, {\"a\": [2]}]]");
   EXPECT_EQ(read_json_file(d / "ok.json")[0][1]["a"][0], 2);
 }

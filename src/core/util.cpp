@@ -96,6 +96,9 @@ nlohmann::json read_json_file(const std::string& path, std::size_t max_bytes) {
     reason = elide_middle(reason.substr(0, reason.find('\n')), 100);
     throw UserError(fmt::format("{}: invalid JSON at byte {}{}", path, e.byte,
                                 reason.empty() ? "" : " (" + reason + ")"));
+  } catch (const nlohmann::json::out_of_range&) {
+    // A number beyond double's range ("1e99999"): found by fuzzing (tests/fuzz/regressions/config).
+    throw UserError(fmt::format("{}: invalid JSON: a number beyond the range of a double", path));
   }
 }
 
