@@ -64,15 +64,6 @@ std::vector<StepDef> imagenet_steps(Context& ctx) {
   const double per = 0.0007 * static_cast<double>(ctx.dataset.height * ctx.dataset.width) / (224.0 * 224.0);
   const double te = static_cast<double>(ctx.test.size()), ste = static_cast<double>(ctx.sweep_test.size());
   const std::string dk = fmt::format("1:{}", ctx.sizes.delete_k_max), sk = fmt::format("1:{}", ctx.sizes.swap_k_max);
-  auto lesion_step = [](const std::string& key, json extra, lesion::LesionOptions lo, bool subset) {
-    return [=](Context& c, StepRunner& r) {
-      const data::Split& on = subset ? c.sweep_test : c.test;
-      json inputs = extra;
-      inputs["test_n"] = on.size();
-      c.results[key] = r.cached_or_compute(c.run_inputs("imported", inputs),
-                                           [&] { return c.lesion_study(c.runs.at("imported"), lo, on); });
-    };
-  };
   lesion::LesionOptions single, del, swap;
   single.single = true;
   del.delete_random = dk;
@@ -86,13 +77,13 @@ std::vector<StepDef> imagenet_steps(Context& ctx) {
          c.results["E5"] = r.cached_or_compute({{"n", n}}, [&] { return paths::path_lengths(paths::PathOptions(n)).to_json(); });
        }},
       {"E2", fmt::format("delete each of {} blocks of {} on {} images", n, ctx.opts.arch, ctx.test.size()),
-       te * (n * (n + 1) / 2.0 + n) * per, lesion_step("E2", {{"sweep", "single"}}, single, false)},
+       te * (n * (n + 1) / 2.0 + n) * per, lesion_step("E2", "", "imported", {{"sweep", "single"}}, single, false)},
       {"E3", fmt::format("delete k = 1..{} random blocks, {} sets per k", ctx.sizes.delete_k_max, p.lesion_samples),
        ste * ctx.sizes.delete_k_max * p.lesion_samples * 0.8 * n * per,
-       lesion_step("E3", {{"delete_random", dk}, {"samples", p.lesion_samples}}, del, true)},
+       lesion_step("E3", "", "imported", {{"delete_random", dk}, {"samples", p.lesion_samples}}, del, true)},
       {"E4", fmt::format("k = 1..{} random swaps, {} orders per k", ctx.sizes.swap_k_max, p.lesion_samples),
        ste * ctx.sizes.swap_k_max * p.lesion_samples * n * per,
-       lesion_step("E4", {{"swap_random", sk}, {"samples", p.lesion_samples}}, swap, true)},
+       lesion_step("E4", "", "imported", {{"swap_random", sk}, {"samples", p.lesion_samples}}, swap, true)},
       {"E6.exact", fmt::format("exact gradient per path length, batch {}", p.grad_batch),
        n * (n + 1) / 2.0 * p.grad_batch * (1 + p.sign_samples / 2.0) * 3 * per,
        [](Context& c, StepRunner& r) {

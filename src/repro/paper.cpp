@@ -159,19 +159,13 @@ std::vector<StepDef> paper_steps(Context& ctx) {
     extra["n"] = n;
     return extra;
   };
-  auto lesion_step = [](const std::string& key, const std::string& sub, const std::string& role, json extra,
-                        std::function<lesion::LesionOptions()> options, bool sweep_subset) {
-    return [=](Context& c, StepRunner& r) {
-      const data::Split& on = sweep_subset ? c.sweep_test : c.test;
-      json inputs = extra;
-      inputs["test_n"] = on.size();
-      json result = r.cached_or_compute(c.run_inputs(role, inputs),
-                                        [&] { return c.lesion_study(c.runs.at(role), options(), on); });
-      if (sub.empty()) c.results[key] = result;
-      else c.results[key][sub] = result;
-    };
-  };
   const std::string dk = fmt::format("1:{}", ctx.sizes.delete_k_max), sk = fmt::format("1:{}", ctx.sizes.swap_k_max);
+  const lesion::LesionOptions single = single_options();
+  lesion::LesionOptions del, swap;
+  del.delete_random = dk;
+  del.samples = p.lesion_samples;
+  swap.swap_random = sk;
+  swap.samples = p.lesion_samples;
   std::vector<StepDef> steps = {
       {"E5", fmt::format("path lengths of {} blocks", n), 0,
        [=](Context& c, StepRunner& r) {
@@ -192,25 +186,13 @@ std::vector<StepDef> paper_steps(Context& ctx) {
       {"train.resnet", "train " + ctx.runs.at("resnet").name, train_cost(n, 1),
        [](Context& c, StepRunner& r) { train_step(c, r, "resnet"); }},
       {"E1.resnet", fmt::format("delete each of {} blocks of {}", n, p.model), single_cost(n),
-       lesion_step("E1", "resnet", "resnet", {{"sweep", "single"}}, single_options, false)},
+       lesion_step("E1", "resnet", "resnet", {{"sweep", "single"}}, single, false)},
       {"E3", fmt::format("delete k = 1..{} random blocks, {} sets per k", ctx.sizes.delete_k_max, p.lesion_samples),
        ste * ctx.sizes.delete_k_max * p.lesion_samples * 0.8 * n * cost.eval_image_block,
-       lesion_step("E3", "", "resnet", {{"delete_random", dk}, {"samples", p.lesion_samples}},
-                   [dk, s = p.lesion_samples] {
-                     lesion::LesionOptions lo;
-                     lo.delete_random = dk;
-                     lo.samples = s;
-                     return lo;
-                   }, true)},
+       lesion_step("E3", "", "resnet", {{"delete_random", dk}, {"samples", p.lesion_samples}}, del, true)},
       {"E4", fmt::format("k = 1..{} random swaps, {} orders per k", ctx.sizes.swap_k_max, p.lesion_samples),
        ste * std::max(ctx.sizes.swap_k_max, 0) * p.lesion_samples * n * cost.eval_image_block,
-       lesion_step("E4", "", "resnet", {{"swap_random", sk}, {"samples", p.lesion_samples}},
-                   [sk, s = p.lesion_samples] {
-                     lesion::LesionOptions lo;
-                     lo.swap_random = sk;
-                     lo.samples = s;
-                     return lo;
-                   }, true)},
+       lesion_step("E4", "", "resnet", {{"swap_random", sk}, {"samples", p.lesion_samples}}, swap, true)},
   };
   for (const std::string method : {"sample", "exact"}) {
     const double c = method == "sample" ? (n + 1.0) * p.grad_samples * gb * n * 0.5 * cost.grad_image_block
@@ -232,13 +214,13 @@ std::vector<StepDef> paper_steps(Context& ctx) {
   steps.push_back({"train.plain", "train " + ctx.runs.at("plain").name, train_cost(plain_n, 1),
                    [](Context& c, StepRunner& r) { train_step(c, r, "plain"); }});
   steps.push_back({"E1.plain", fmt::format("delete each of {} blocks of {}", plain_n, ctx.runs.at("plain").train.model),
-                   single_cost(plain_n), lesion_step("E1", "plain", "plain", {{"sweep", "single"}}, single_options, false)});
+                   single_cost(plain_n), lesion_step("E1", "plain", "plain", {{"sweep", "single"}}, single, false)});
   steps.push_back({"train.stochastic", "train " + ctx.runs.at("stochastic").name,
                    train_cost(n * (1 + ctx.sizes.stochastic_depth) / 2, 1),
                    [](Context& c, StepRunner& r) { train_step(c, r, "stochastic"); }});
   steps.push_back({"E9.stochastic", "delete each block of the stochastic-depth net", single_cost(n),
-                   [lesion_step](Context& c, StepRunner& r) {
-                     lesion_step("E9", "stochastic", "stochastic", {{"sweep", "single"}}, single_options, false)(c, r);
+                   [single](Context& c, StepRunner& r) {
+                     lesion_step("E9", "stochastic", "stochastic", {{"sweep", "single"}}, single, false)(c, r);
                      c.results["E9"]["resnet"] = c.results["E1"]["resnet"];  // the normal net: E1's sweep
                    }});
   steps.push_back({"train.short", "train " + ctx.runs.at("short").name, train_cost(ctx.sizes.active_blocks + 1, 3),

@@ -90,6 +90,19 @@ json StepRunner::cached_or_compute(const json& inputs_in, const std::function<js
   return result;
 }
 
+std::function<void(Context&, StepRunner&)> lesion_step(const std::string& key, const std::string& sub,
+                                                       const std::string& role, const json& extra,
+                                                       const lesion::LesionOptions& lo, bool sweep_subset) {
+  return [=](Context& c, StepRunner& r) {
+    const data::Split& on = sweep_subset ? c.sweep_test : c.test;
+    json inputs = extra;
+    inputs["test_n"] = on.size();
+    json result = r.cached_or_compute(c.run_inputs(role, inputs), [&] { return c.lesion_study(c.runs.at(role), lo, on); });
+    if (sub.empty()) c.results[key] = std::move(result);
+    else c.results[key][sub] = std::move(result);
+  };
+}
+
 // ---- shared studies --------------------------------------------------------------------------
 
 json Context::fingerprint(const RunSpec& run) const {

@@ -87,6 +87,13 @@ class StepRunner {
   double done_expected_ = 0, done_actual_ = 0;  // over computed steps: for the speed factor
 };
 
+// A step that runs the lesion study `lo` on the network of `role` (on the sweep subset of the
+// test images when `sweep_subset`) and stores it at results[key], or results[key][sub]. `extra`
+// names the study's options in the step's cache key.
+std::function<void(Context&, StepRunner&)> lesion_step(const std::string& key, const std::string& sub,
+                                                       const std::string& role, const nlohmann::json& extra,
+                                                       const lesion::LesionOptions& lo, bool sweep_subset);
+
 std::vector<StepDef> paper_steps(Context& ctx);     // paper.cpp; also sets up ctx.runs
 std::vector<StepDef> imagenet_steps(Context& ctx);  // imagenet.cpp
 
