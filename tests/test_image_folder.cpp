@@ -246,5 +246,16 @@ TEST(ReproImagenetPreset, E2OnAnImportedResnet18MatchesTorchvision) {
   EXPECT_NE(second.out.find(fmt::format("({} of {} steps reused)", steps, steps)), std::string::npos) << second.out;
 }
 
+// Without the network, the preset stops with one line before it reads the (possibly huge) folder,
+// and writes nothing into --out.
+TEST(ReproImagenetPreset, MissingWeightsIsOneLineBeforeAnyWork) {
+  TempDir t("rinw");
+  const std::string out = (t / "out").string();
+  expect_user_error(run_unravel("repro --preset imagenet --arch resnet18 --data imagefolder:" + (t / "none").string() +
+                                " --out " + out),
+                    "--weights FILE --arch NAME", "no --weights");
+  EXPECT_FALSE(fs::exists(out));
+}
+
 }  // namespace
 }  // namespace unravel

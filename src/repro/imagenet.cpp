@@ -51,8 +51,6 @@ void import_step(Context& ctx, StepRunner& runner) {
 }  // namespace
 
 std::vector<StepDef> imagenet_steps(Context& ctx) {
-  if (ctx.opts.weights.empty() || ctx.opts.arch.empty())
-    throw UserError("--preset imagenet needs the network: --weights FILE --arch NAME (e.g. resnet50)");
   RunSpec run;
   run.role = "imported";
   run.name = "imported";

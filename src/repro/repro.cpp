@@ -104,6 +104,9 @@ ReproResult run_repro(const ReproOptions& options) {
   ctx.opts = options;
   ctx.preset = find_preset(options.preset);
   if (options.out.empty()) throw UserError("--out DIR is required");
+  // Checked before the data set is read: a folder of 50,000 images takes a while to list.
+  if (ctx.preset.kind == PresetKind::ImageNet && (options.weights.empty() || options.arch.empty()))
+    throw UserError("--preset imagenet needs the network: --weights FILE --arch NAME (e.g. resnet50)");
   if (options.test_subset >= 0) ctx.preset.test_subset = options.test_subset;
   ctx.dir = options.out;
   const std::string data = options.data.empty() ? ctx.preset.data : options.data;
