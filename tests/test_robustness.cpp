@@ -316,8 +316,10 @@ TEST(Robustness, ResumeByDirectoryAndEpochsRule) {
 
   r = ut::run_unravel("train --out " + part);
   ASSERT_EQ(r.code, 0) << r.err;
+  // no --threads: the run's own count (1), so the continuation is bit for bit the uninterrupted run
   EXPECT_TRUE(has(r.err, "[train] " + part + ": the run's own options (config.json): preresnet8 on " + kData +
-                             ", 2 epochs\n")) << r.err;
+                             ", 2 epochs, 1 thread as trained (--threads to change)\n")) << r.err;
+  EXPECT_EQ(ut::read_json(part + "/config.json")["threads"], 1);
   EXPECT_TRUE(has(r.err, "resuming " + part + " from epoch 1 of 2")) << r.err;
   EXPECT_EQ(epochs_in(part), (std::vector<int>{1, 2}));
   const json a = ut::read_json(whole + "/summary.json"), b = ut::read_json(part + "/summary.json");
@@ -333,8 +335,9 @@ TEST(Robustness, ResumeByDirectoryAndEpochsRule) {
 
   // 2 -> 4 epochs, lr 0.05, milestones 0.5, 0.75: the drops move from epochs 1 and 1.5 to 2 and
   // 3; epoch 2 ended at 0.05 x 0.01, epoch 3 starts at 0.05 x 0.1 (one milestone passed).
-  r = ut::run_unravel("train --out " + part + " --epochs 4 --stop-after 1 --quiet");
+  r = ut::run_unravel("train --out " + part + " --epochs 4 --stop-after 1 --quiet --threads 2");
   ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(ut::read_json(part + "/config.json")["threads"], 2) << "a --threads given is this machine's choice";
   const std::string rule = "step schedule: lr x0.1 at fractions 0.5,0.75 of the run, now at epochs 2, 3 of 4 "
                            "(were 1, 1.5 of 2); epochs 1-2 keep the rates they were trained with; lr 0.0005 at "
                            "the end of epoch 2, 0.005 from epoch 3";

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <array>
 #include <iostream>
 
@@ -11,6 +12,7 @@
 #include "core/output.h"
 #include "core/run_dir.h"
 #include "core/text.h"
+#include "core/threads.h"
 #include "core/util.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
@@ -104,7 +106,10 @@ constexpr std::pair<const char*, const char*> kTrainFlags[] = {
 
 // Resume by directory: `train --out DIR` continues the run in DIR with its options; flags given
 // here replace them and the trainer checks those against the run as always. Where a flag comes
-// from (this machine: --threads, --device, --quiet, --stop-after, the ranks) stays as given.
+// from (this machine: --device, --quiet, --stop-after, the ranks) stays as given. --threads, when
+// not given, is the count the run was trained with (at most this machine's cores): the number of
+// threads changes the order in which convolutions sum, so only the same count continues a run
+// bit for bit as if it had never stopped.
 // Returns whether the run was taken up by its directory alone: options came from the file and no
 // flag of kTrainFlags but --epochs was given.
 bool options_from_run_directory(const CLI::App& c, TrainOptions& o) {
@@ -131,6 +136,8 @@ bool options_from_run_directory(const CLI::App& c, TrainOptions& o) {
   TrainOptions r = TrainOptions::from_json(merged);
   r.out = o.out;
   r.threads = o.threads;
+  if (c.get_option("--threads")->count() == 0 && previous.threads > 0 && previous.world_size == 1)
+    r.threads = std::min(previous.threads, available_cores());
   r.device = o.device;
   r.quiet = o.quiet;
   r.stop_after = o.stop_after;
@@ -241,8 +248,10 @@ per rank with --world-size, --rank and --store tcp:HOST:PORT (HOST: the machine 
       }
     }
     if (options_from_run_directory(*c, *o) && !o->quiet && o->dist.rank == 0)
-      std::cerr << fmt::format("[train] {}: the run's own options (config.json): {} on {}, {} epochs\n", o->out,
-                               o->model, elide_middle(o->data), o->epochs);
+      std::cerr << fmt::format("[train] {}: the run's own options (config.json): {} on {}, {} epochs, {} thread{}{}\n",
+                               o->out, o->model, elide_middle(o->data), o->epochs, o->threads,
+                               o->threads == 1 ? "" : "s",
+                               c->get_option("--threads")->count() ? "" : " as trained (--threads to change)");
     TrainSummary s;
     run_as_ranks(*nproc, o->threads, o->dist, o->out, [&](int threads) {
       o->threads = threads;
