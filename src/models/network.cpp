@@ -243,17 +243,26 @@ Tensor grad_gate(const Tensor& x, const Tensor& mask) {
   return y;
 }
 
-Tensor BlockImpl::run(const Tensor& x, const Step& step, const StepExtras* extras) {
-  Tensor s, r;
-  if (has_skip_ || step.deleted) s = shortcut(x);
+BlockImpl::Branches BlockImpl::branches(const Tensor& x, const Step& step) {
+  Branches b;
+  if (has_skip_ || step.deleted) b.shortcut = shortcut(x);
   if (!step.deleted) {
-    r = residual(x);
-    if (step.residual_scale != 1.0) r = r * step.residual_scale;
-    if (extras && extras->residual_mask.defined()) {
-      std::vector<int64_t> shape(r.dim(), 1);
-      shape[0] = -1;
-      r = r * extras->residual_mask.to(r.dtype()).view(shape);
-    }
+    b.residual = residual(x);
+    if (step.residual_scale != 1.0) b.residual = b.residual * step.residual_scale;
+  }
+  return b;
+}
+
+Tensor BlockImpl::join(const Tensor& s, const Tensor& r) {
+  return s.defined() && r.defined() ? s + r : (s.defined() ? s : r);
+}
+
+Tensor BlockImpl::run(const Tensor& x, const Step& step, const StepExtras* extras) {
+  auto [s, r] = branches(x, step);
+  if (r.defined() && extras && extras->residual_mask.defined()) {
+    std::vector<int64_t> shape(r.dim(), 1);
+    shape[0] = -1;
+    r = r * extras->residual_mask.to(r.dtype()).view(shape);
   }
   if (step.gate == Gate::ResidualOnly || step.gate == Gate::None) {
     if (s.defined()) s = s.detach();
@@ -263,8 +272,7 @@ Tensor BlockImpl::run(const Tensor& x, const Step& step, const StepExtras* extra
   }
   if (extras && extras->grad_residual.defined() && r.defined()) r = grad_gate(r, extras->grad_residual);
   if (extras && extras->grad_shortcut.defined() && s.defined()) s = grad_gate(s, extras->grad_shortcut);
-  Tensor y = s.defined() && r.defined() ? s + r : (s.defined() ? s : r);
-  return post(y);
+  return post(join(s, r));
 }
 
 // ----------------------------------------------------------------------------------------------

@@ -54,6 +54,15 @@ class BlockImpl : public torch::nn::Module {
   const BlockInfo& info() const { return info_; }
   // Fold every conv->BN pair of this block into the conv (evaluation only; not reversible).
   virtual void fold_batchnorm() = 0;
+  // The two branches under one plan step, the one definition the forward (run) and the gradient
+  // tape (paths/path_engines.cpp) share: shortcut(x) where the block has a skip connection or is
+  // deleted (else undefined); residual(x) times the step's residual scale (undefined when deleted).
+  struct Branches {
+    torch::Tensor shortcut, residual;
+  };
+  Branches branches(const torch::Tensor& x, const Step& step);
+  // What post() is applied to: shortcut + residual, or the one that is defined.
+  static torch::Tensor join(const torch::Tensor& shortcut, const torch::Tensor& residual);
   // The block under one plan step (forward gates and scale, backward gates).
   torch::Tensor run(const torch::Tensor& x, const Step& step, const StepExtras* extras = nullptr);
 
