@@ -50,10 +50,10 @@ TEST(Train, LearningRateSchedules) {
   EXPECT_DOUBLE_EQ(learning_rate(o, 49.9), 0.1);
   EXPECT_NEAR(learning_rate(o, 50), 0.01, 1e-15);
   EXPECT_NEAR(learning_rate(o, 75), 0.001, 1e-15);
-  o.schedule = "cosine";
+  o.schedule = Schedule::Cosine;
   EXPECT_NEAR(learning_rate(o, 50), 0.05, 1e-15);
   EXPECT_NEAR(learning_rate(o, 100), 0.0, 1e-15);
-  o.schedule = "constant";
+  o.schedule = Schedule::Constant;
   o.warmup_epochs = 2;
   EXPECT_NEAR(learning_rate(o, 0), 0.01, 1e-15);
   EXPECT_NEAR(learning_rate(o, 1), 0.055, 1e-15);
@@ -70,7 +70,7 @@ TEST(Train, SurvivalProbabilitiesDecayLinearly) {
   EXPECT_EQ(s, p);
   auto k = test_time_scales([] { TrainOptions o; o.active_blocks = 23; return o; }(), 54);
   EXPECT_NEAR(k[10], 23.0 / 54, 1e-15);
-  EXPECT_TRUE(test_time_scales([] { TrainOptions o; o.active_blocks = 23; o.active_test = "all"; return o; }(), 54).empty());
+  EXPECT_TRUE(test_time_scales([] { TrainOptions o; o.active_blocks = 23; o.active_test = ActiveTest::All; return o; }(), 54).empty());
 }
 
 // Keep rates of stochastic depth match p_l; k-of-n plans have exactly k active blocks, each

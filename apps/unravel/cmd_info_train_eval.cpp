@@ -206,18 +206,26 @@ void add_train_command(CLI::App& app) {
   c->add_option("--momentum", o->momentum, "SGD momentum")->capture_default_str();
   c->add_flag("--nesterov", o->nesterov, "Nesterov momentum");
   c->add_option("--weight-decay", o->weight_decay, "L2 weight decay")->capture_default_str();
-  c->add_option("--schedule", o->schedule, "step | cosine | constant")->capture_default_str();
+  c->add_option_function<std::string>(
+       "--schedule", [o](const std::string& v) { o->schedule = parse_schedule(v, "--schedule"); },
+       "step | cosine | constant")
+      ->default_str(name(o->schedule));
   c->add_option("--milestones", *milestones, "step schedule: fractions of the run where lr is multiplied by --gamma")->capture_default_str();
   c->add_option("--gamma", o->gamma, "step schedule factor")->capture_default_str();
   c->add_option("--warmup", o->warmup_epochs, "epochs of linear warm-up from lr/10")->capture_default_str();
   c->add_option("--shortcut", o->shortcut, "A (subsample + zero channels) or B (1x1 conv + BN); default: A for CIFAR-style families, B for ImageNet ones");
   c->add_option("--stochastic-depth", o->stochastic_depth,
                 "p_L of stochastic depth (survival decays linearly to p_L; residuals scaled by p_l at test time); 0 = off")->capture_default_str();
-  c->add_option("--sd-mode", o->sd_mode, "stochastic depth draws: batch (one per mini-batch) or sample (per image)")->capture_default_str();
+  c->add_option_function<std::string>(
+       "--sd-mode", [o](const std::string& v) { o->sd_mode = parse_sd_mode(v, "--sd-mode"); },
+       "stochastic depth draws: batch (one per mini-batch) or sample (per image)")
+      ->default_str(name(o->sd_mode));
   c->add_option("--active-blocks", o->active_blocks,
                 "short-path training (E7): exactly K random blocks run per mini-batch, the others are skipped")->capture_default_str();
-  c->add_option("--active-test", o->active_test,
-                "test time after --active-blocks: scaled (residuals x K/n, the expectation seen in training; default) or all")->capture_default_str();
+  c->add_option_function<std::string>(
+       "--active-test", [o](const std::string& v) { o->active_test = parse_active_test(v, "--active-test"); },
+       "test time after --active-blocks: scaled (residuals x K/n, the expectation seen in training; default) or all")
+      ->default_str(name(o->active_test));
   c->add_flag("--no-augment", [o](int64_t) { o->augment = false; }, "no random crop / flip");
   c->add_option("--train-subset", o->train_subset, "use the first N training images (0 = all)")->capture_default_str();
   c->add_option("--test-subset", o->test_subset, "evaluate on the first N test images (0 = all)")->capture_default_str();

@@ -12,10 +12,10 @@ namespace unravel {
 
 double learning_rate(const TrainOptions& o, double t) {
   double lr = o.lr;
-  if (o.schedule == "step") {
+  if (o.schedule == Schedule::Step) {
     for (double m : o.milestones)
       if (t >= m * o.epochs) lr *= o.gamma;
-  } else if (o.schedule == "cosine") {
+  } else if (o.schedule == Schedule::Cosine) {
     lr = 0.5 * o.lr * (1.0 + std::cos(M_PI * std::min(1.0, t / o.epochs)));
   }
   if (o.warmup_epochs > 0 && t < o.warmup_epochs) lr *= 0.1 + 0.9 * t / o.warmup_epochs;
@@ -48,7 +48,7 @@ Plan sample_active_blocks(int n, int k, Rng& rng) {
 
 std::vector<double> test_time_scales(const TrainOptions& o, int n_blocks) {
   if (o.stochastic_depth > 0) return survival_probabilities(n_blocks, o.stochastic_depth);
-  if (o.active_blocks > 0 && o.active_test == "scaled")
+  if (o.active_blocks > 0 && o.active_test == ActiveTest::Scaled)
     return std::vector<double>(n_blocks, static_cast<double>(o.active_blocks) / n_blocks);
   return {};
 }

@@ -28,93 +28,7 @@ namespace unravel {
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
 
-// ----------------------------------------------------------------------------------------------
-// Options
-
-json TrainOptions::to_json() const {
-  return {{"model", model},
-          {"data", data},
-          {"out", out},
-          {"epochs", epochs},
-          {"batch_size", batch_size},
-          {"lr", lr},
-          {"momentum", momentum},
-          {"nesterov", nesterov},
-          {"weight_decay", weight_decay},
-          {"schedule", schedule},
-          {"milestones", milestones},
-          {"gamma", gamma},
-          {"warmup_epochs", warmup_epochs},
-          {"shortcut", shortcut},
-          {"stochastic_depth", stochastic_depth},
-          {"sd_mode", sd_mode},
-          {"active_blocks", active_blocks},
-          {"active_test", active_test},
-          {"augment", augment},
-          {"train_subset", train_subset},
-          {"test_subset", test_subset},
-          {"val_split", val_split},
-          {"seed", seed},
-          {"threads", threads},
-          {"device", device},
-          {"log_every", log_every},
-          {"eval_batch_size", eval_batch_size},
-          {"world_size", dist.world_size}};
-}
-
-TrainOptions TrainOptions::from_json(const json& j) {
-  TrainOptions o;
-  auto get = [&](const char* k, auto& v) {
-    if (j.contains(k)) v = j.at(k).get<std::decay_t<decltype(v)>>();
-  };
-  get("model", o.model); get("data", o.data); get("out", o.out); get("epochs", o.epochs);
-  get("batch_size", o.batch_size); get("lr", o.lr); get("momentum", o.momentum);
-  get("nesterov", o.nesterov); get("weight_decay", o.weight_decay); get("schedule", o.schedule);
-  get("milestones", o.milestones); get("gamma", o.gamma); get("warmup_epochs", o.warmup_epochs);
-  get("shortcut", o.shortcut); get("stochastic_depth", o.stochastic_depth); get("sd_mode", o.sd_mode);
-  get("active_blocks", o.active_blocks); get("active_test", o.active_test); get("augment", o.augment);
-  get("train_subset", o.train_subset); get("test_subset", o.test_subset); get("val_split", o.val_split);
-  get("seed", o.seed); get("threads", o.threads); get("device", o.device); get("log_every", o.log_every);
-  get("eval_batch_size", o.eval_batch_size); get("world_size", o.dist.world_size);
-  return o;
-}
-
 namespace {
-
-void check_options(const TrainOptions& o) {
-  auto bad = [](const std::string& m) { throw UserError(m); };
-  if (o.out.empty()) bad("--out DIR is required");
-  if (o.epochs < 1) bad(fmt::format("--epochs must be >= 1, got {}", o.epochs));
-  if (o.batch_size < 1) bad(fmt::format("--batch-size must be >= 1, got {}", o.batch_size));
-  if (!(o.lr > 0) || !std::isfinite(o.lr)) bad(fmt::format("--lr must be > 0, got {}", o.lr));
-  if (o.momentum < 0 || o.momentum >= 1) bad(fmt::format("--momentum must be in [0, 1), got {}", o.momentum));
-  if (o.weight_decay < 0) bad(fmt::format("--weight-decay must be >= 0, got {}", o.weight_decay));
-  if (o.schedule != "step" && o.schedule != "cosine" && o.schedule != "constant")
-    bad(fmt::format("--schedule must be step, cosine or constant, got '{}'", o.schedule));
-  for (double m : o.milestones)
-    if (m <= 0 || m >= 1) bad(fmt::format("--milestones are fractions of the run in (0, 1), got {}", m));
-  if (o.warmup_epochs < 0 || o.warmup_epochs >= o.epochs)
-    bad(fmt::format("--warmup must be in [0, epochs), got {}", o.warmup_epochs));
-  if (o.stochastic_depth < 0 || o.stochastic_depth > 1)
-    bad(fmt::format("--stochastic-depth p_L must be in (0, 1] (0 = off), got {}", o.stochastic_depth));
-  if (o.sd_mode != "batch" && o.sd_mode != "sample")
-    bad(fmt::format("--sd-mode must be batch or sample, got '{}'", o.sd_mode));
-  if (o.active_blocks < 0) bad(fmt::format("--active-blocks must be >= 0, got {}", o.active_blocks));
-  if (o.active_blocks > 0 && o.stochastic_depth > 0)
-    bad("--active-blocks and --stochastic-depth cannot be combined");
-  if (o.active_test != "scaled" && o.active_test != "all")
-    bad(fmt::format("--active-test must be scaled or all, got '{}'", o.active_test));
-  if (o.train_subset < 0 || o.test_subset < 0 || o.val_split < 0)
-    bad("--train-subset, --test-subset and --val-split must be >= 0");
-  if (o.log_every < 1) bad(fmt::format("--log-every must be >= 1, got {}", o.log_every));
-  if (o.stop_after < 0) bad(fmt::format("--stop-after must be >= 0, got {}", o.stop_after));
-}
-
-// The options that define a run: a resume must agree on all of them (epochs may grow).
-const char* kRunDefining[] = {"model", "data", "batch_size", "lr", "momentum", "nesterov", "weight_decay",
-                              "schedule", "milestones", "gamma", "warmup_epochs", "shortcut",
-                              "stochastic_depth", "sd_mode", "active_blocks", "augment", "train_subset",
-                              "val_split", "seed"};
 
 // The total epochs a run was planned for (its config.json), or `otherwise` when not recorded.
 int planned_epochs(const RunConfig& c, int otherwise) {
@@ -122,29 +36,6 @@ int planned_epochs(const RunConfig& c, int otherwise) {
   return it != c.options.end() && it->is_number_integer() ? it->get<int>() : otherwise;
 }
 
-// What a new --epochs does to the learning rate when `done` epochs of a run planned for `before`
-// are trained: the schedule is that of the new total from epoch done+1 on (milestones and the
-// cosine are fractions of the run), while the epochs trained keep the rates they had.
-std::string epochs_change_rule(const TrainOptions& now, int before, int done) {
-  TrainOptions old = now;
-  old.epochs = before;
-  auto at = [](const TrainOptions& o) {
-    std::string s;
-    for (double m : o.milestones) s += fmt::format("{}{:g}", s.empty() ? "" : ", ", m * o.epochs);
-    return s;
-  };
-  std::string rule;
-  if (now.schedule == "step" && !now.milestones.empty())
-    rule = fmt::format("step schedule: lr x{:g} at fractions {} of the run, now at epochs {} of {} (were {} of {})",
-                       now.gamma, fmt::join(now.milestones, ","), at(now), now.epochs, at(old), before);
-  else if (now.schedule == "cosine")
-    rule = fmt::format("cosine schedule: now over {} epochs (was {})", now.epochs, before);
-  else  // constant, or step without milestones
-    return fmt::format("{} schedule: lr {:g} as before", now.schedule, now.lr);
-  return rule + fmt::format("; epochs 1-{} keep the rates they were trained with; lr {:g} at the end of epoch {}, "
-                            "{:g} from epoch {}",
-                            done, learning_rate(old, done - 1e-9), done, learning_rate(now, done), done + 1);
-}
 
 // A number in summary.json, `otherwise` when absent; UserError naming the file for another type.
 template <typename T>
@@ -287,7 +178,7 @@ class Trainer {
 };
 
 Trainer::Trainer(const TrainOptions& in) : o_(in), root_(in.dist.rank == 0), rd_(in.out) {
-  check_options(o_);
+  o_.validate();
   if (o_.shortcut.empty()) o_.shortcut = models::ModelSpec::parse(o_.model).default_shortcut;
   check_distributed_options(o_.dist);
   if (!root_) o_.quiet = true;
@@ -336,7 +227,7 @@ void Trainer::check_same_run(const RunConfig& previous) const {
     throw UserError(fmt::format("run directory {} holds an imported network, not a training run: use another "
                                 "directory", o_.out));
   const json now = o_.to_json();
-  for (const char* k : kRunDefining)
+  for (const char* k : kRunDefiningOptions)
     if (previous.options.contains(k) && previous.options[k] != now[k])
       throw UserError(fmt::format("run directory {} holds a run with {}={}, not {}: use another directory to start "
                                   "a new run", o_.out, k, elide_middle(previous.options[k].dump()),
@@ -412,7 +303,7 @@ RunConfig Trainer::make_config(const RunConfig* previous) const {
 Plan Trainer::sample_plan(Rng& rng, int64_t batch, std::vector<models::StepExtras>& extras) const {
   extras.clear();
   if (o_.active_blocks > 0) return sample_active_blocks(n_, o_.active_blocks, rng);
-  if (o_.stochastic_depth > 0 && o_.sd_mode == "batch") return sample_stochastic_depth(n_, o_.stochastic_depth, rng);
+  if (o_.stochastic_depth > 0 && o_.sd_mode == SdMode::Batch) return sample_stochastic_depth(n_, o_.stochastic_depth, rng);
   if (o_.stochastic_depth > 0) {  // per image: a residual mask per block
     const auto p = survival_probabilities(n_, o_.stochastic_depth);
     extras.resize(n_);
@@ -518,7 +409,7 @@ json Trainer::evaluate_epoch(int epoch, json& record) {
     Plan scaled = Plan::intact(n_);
     for (auto& st : scaled.steps()) st.residual_scale = static_cast<double>(o_.active_blocks) / n_;
     const Metrics sc = evaluate_shared(*comm_, net_, scaled, data_.test, data_.norm, eo);
-    s["active_test_error"] = {{"scaled", sc.top1_error()}, {"all", all.top1_error()}, {"default", o_.active_test}};
+    s["active_test_error"] = {{"scaled", sc.top1_error()}, {"all", all.top1_error()}, {"default", name(o_.active_test)}};
   }
   summary_.epochs_done = epoch;
   summary_.test_error = test.top1_error();
