@@ -62,6 +62,38 @@ std::string describe(int status) {
   return "stopped";
 }
 
+// Starts this program again with `args` (rank r), its output going to `log`; the child dies with
+// its parent. Returns the child's pid, or -1 when fork fails.
+pid_t spawn_rank(std::vector<std::string> args, const std::string& log, int r) {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid != 0) return pid;
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd >= 0) {
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    ::close(fd);
+  }
+  ::execv("/proc/self/exe", argv.data());
+  std::fprintf(stderr, "unravel: exec of rank %d failed\n", r);
+  ::_exit(127);
+}
+
+// Reaps the children that have ended; returns the first that failed, or nullptr. The caller
+// holds the lock that guards `children`.
+const Child* reap(std::vector<Child>& children) {
+  const Child* failed = nullptr;
+  for (auto& c : children) {
+    int st = 0;
+    if (!c.done && ::waitpid(c.pid, &st, WNOHANG) == c.pid) c.done = true, c.status = st;
+    if (c.done && c.status != 0 && !failed) failed = &c;
+  }
+  return failed;
+}
+
 }  // namespace
 
 void set_command_line(int argc, char** argv) {
@@ -93,25 +125,10 @@ void launch_local_ranks(int nproc, int threads, const std::string& dir,
                                  std::to_string(nproc), std::string("--rank"), std::to_string(r),
                                  std::string("--store"), store})
       args.push_back(a);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const pid_t pid = ::fork();
+    const pid_t pid = spawn_rank(args, c.log, r);
     if (pid < 0) {
       kill_all();
       throw UserError(fmt::format("--nproc {}: cannot start rank {}: fork failed", nproc, r));
-    }
-    if (pid == 0) {  // the child: die with the parent, output to its log, become the program again
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      const int fd = ::open(c.log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd >= 0) {
-        ::dup2(fd, 1);
-        ::dup2(fd, 2);
-        ::close(fd);
-      }
-      ::execv("/proc/self/exe", argv.data());
-      std::fprintf(stderr, "unravel: exec of rank %d failed\n", r);
-      ::_exit(127);
     }
     c.pid = pid;
     children.push_back(c);
@@ -126,12 +143,8 @@ void launch_local_ranks(int nproc, int threads, const std::string& dir,
       const Child* failed = nullptr;
       {
         std::lock_guard<std::mutex> lock(mu);
-        for (auto& c : children) {
-          int st = 0;
-          if (!c.done && ::waitpid(c.pid, &st, WNOHANG) == c.pid) c.done = true, c.status = st;
-          if (c.done && c.status != 0 && !failed) failed = &c;
-          all_done = all_done && c.done;
-        }
+        failed = reap(children);
+        for (const auto& c : children) all_done = all_done && c.done;
       }
       if (failed && !main_done) {
         // Rank 0 may be failing alike (the same bad input, a NaN loss): its own message is the
@@ -169,12 +182,8 @@ void launch_local_ranks(int nproc, int threads, const std::string& dir,
     for (int i = 0; i < 20 && cause.empty(); ++i) {
       {
         std::lock_guard<std::mutex> lock(mu);
-        for (auto& c : children) {
-          int st = 0;
-          if (!c.done && ::waitpid(c.pid, &st, WNOHANG) == c.pid) c.done = true, c.status = st;
-          if (c.done && c.status != 0 && cause.empty())
-            cause = fmt::format("rank {} of {} {}; see {}", c.rank, nproc, describe(c.status), c.log);
-        }
+        if (const Child* c = reap(children))
+          cause = fmt::format("rank {} of {} {}; see {}", c->rank, nproc, describe(c->status), c->log);
       }
       if (cause.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }

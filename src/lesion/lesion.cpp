@@ -203,6 +203,65 @@ struct SweepProgress {
   }
 };
 
+// Work summed over ranks; the time stays rank 0's, so GFLOP/s is that of all ranks together.
+void allreduce_stats(Communicator& comm, EngineStats& st) {
+  torch::Tensor w = torch::tensor({static_cast<double>(st.images), static_cast<double>(st.batches),
+                                   static_cast<double>(st.stem_evaluations), static_cast<double>(st.residual_evaluations),
+                                   static_cast<double>(st.shortcut_evaluations), static_cast<double>(st.head_evaluations),
+                                   st.flops},
+                                  torch::kFloat64);
+  comm.allreduce_sum(w);
+  auto v = w.accessor<double, 1>();
+  st.images = std::llround(v[0]), st.batches = std::llround(v[1]), st.stem_evaluations = std::llround(v[2]);
+  st.residual_evaluations = std::llround(v[3]), st.shortcut_evaluations = std::llround(v[4]);
+  st.head_evaluations = std::llround(v[5]), st.flops = v[6];
+}
+
+// Every plan's counts after re-estimating its batch-norm statistics (o.recalibrate_bn batches
+// of the training split), into r.baseline_recalibrated and r.recalibrated; each plan resumed from
+// and saved to `saved` at once. Equal plans are recalibrated once; the distinct ones are dealt
+// out to the ranks in turn.
+void recalibrate_plans(const models::Network& net, const std::vector<Plan>& plans, const data::Split& test,
+                       const data::Split& train, const data::Normalizer& norm, const LesionOptions& o,
+                       const EngineOptions& eo, SweepProgress& saved, Communicator* comm, LesionResult& r) {
+  const int rank = comm ? comm->rank() : 0, world = comm ? comm->size() : 1;
+  const auto batches = recalibration_batches(train, norm, o.recalibrate_bn, o.recalibrate_batch_size, o.seed);
+  EngineOptions one = eo;
+  one.progress("").on_logits(nullptr).on_batch(nullptr).resume_from(0, {});
+  std::unordered_map<std::string, size_t> distinct;
+  std::vector<size_t> slot(plans.size());
+  for (size_t p = 0; p < plans.size(); ++p)
+    slot[p] = distinct.emplace(plans[p].str(), distinct.size()).first->second;
+  std::vector<Metrics> rec(distinct.size(), Metrics(net->options().num_classes_));
+  std::vector<bool> done(distinct.size(), false);
+  Progress progress("recalibrate-bn", static_cast<int64_t>(plans.size()), "plans");
+  for (size_t p = 0; p < plans.size(); ++p) {
+    const size_t d = slot[p];
+    if (!done[d] && static_cast<int>(d % static_cast<size_t>(world)) == rank) {
+      auto it = saved.recalibrated.find(plans[p].str());
+      if (it != saved.recalibrated.end()) {
+        rec[d] = it->second;
+      } else {
+        models::Network cal = recalibrated_copy(net, plans[p], batches);
+        models::Network cal_ev = make_eval_copy(cal, o.fold, o.channels_last);
+        rec[d] = evaluate_plans(cal_ev, {plans[p]}, test, norm, one)[0];
+        saved.recalibrated.emplace(plans[p].str(), rec[d]);
+        if (!saved.path.empty()) saved.save();  // each recalibrated plan is kept at once
+      }
+    }
+    done[d] = true;
+    if (!o.engine.progress_.empty()) progress.update(static_cast<int64_t>(p + 1));
+  }
+  if (!o.engine.progress_.empty()) progress.finish();
+  if (comm) {  // each plan's counts come from the one rank that computed them
+    std::vector<Metrics*> all;
+    for (auto& m : rec) all.push_back(&m);
+    allreduce_metrics(*comm, all);
+  }
+  r.baseline_recalibrated = rec[slot[0]];
+  for (size_t p = 1; p < plans.size(); ++p) r.recalibrated.push_back(rec[slot[p]]);
+}
+
 }  // namespace
 
 LesionResult run_lesion(const models::Network& net, const std::vector<Lesion>& lesions,
@@ -245,59 +304,12 @@ LesionResult run_lesion(const models::Network& net, const std::vector<Lesion>& l
     std::vector<Metrics*> all;
     for (auto& m : metrics) all.push_back(&m);
     allreduce_metrics(*comm, all);
-    // Work summed over ranks; the time stays rank 0's, so GFLOP/s is that of all ranks together.
-    auto& st = r.stats;
-    torch::Tensor w = torch::tensor({static_cast<double>(st.images), static_cast<double>(st.batches),
-                                     static_cast<double>(st.stem_evaluations), static_cast<double>(st.residual_evaluations),
-                                     static_cast<double>(st.shortcut_evaluations), static_cast<double>(st.head_evaluations),
-                                     st.flops}, torch::kFloat64);
-    comm->allreduce_sum(w);
-    auto v = w.accessor<double, 1>();
-    st.images = std::llround(v[0]), st.batches = std::llround(v[1]), st.stem_evaluations = std::llround(v[2]);
-    st.residual_evaluations = std::llround(v[3]), st.shortcut_evaluations = std::llround(v[4]);
-    st.head_evaluations = std::llround(v[5]), st.flops = v[6];
+    allreduce_stats(*comm, r.stats);
   }
   r.baseline = metrics[0];
   r.metrics.assign(metrics.begin() + 1, metrics.end());
 
-  if (o.recalibrate_bn > 0) {
-    const auto batches = recalibration_batches(train, norm, o.recalibrate_bn, o.recalibrate_batch_size, o.seed);
-    EngineOptions one = eo;
-    one.progress("").on_logits(nullptr).on_batch(nullptr).resume_from(0, {});
-    // Equal plans are recalibrated once; the distinct ones are dealt out to the ranks in turn.
-    std::unordered_map<std::string, size_t> distinct;
-    std::vector<size_t> slot(plans.size());
-    for (size_t p = 0; p < plans.size(); ++p)
-      slot[p] = distinct.emplace(plans[p].str(), distinct.size()).first->second;
-    std::vector<Metrics> rec(distinct.size(), Metrics(net->options().num_classes_));
-    std::vector<bool> done(distinct.size(), false);
-    Progress progress("recalibrate-bn", static_cast<int64_t>(plans.size()), "plans");
-    for (size_t p = 0; p < plans.size(); ++p) {
-      const size_t d = slot[p];
-      if (!done[d] && static_cast<int>(d % static_cast<size_t>(world)) == rank) {
-        auto it = saved.recalibrated.find(plans[p].str());
-        if (it != saved.recalibrated.end()) {
-          rec[d] = it->second;
-        } else {
-          models::Network cal = recalibrated_copy(net, plans[p], batches);
-          models::Network cal_ev = make_eval_copy(cal, o.fold, o.channels_last);
-          rec[d] = evaluate_plans(cal_ev, {plans[p]}, test, norm, one)[0];
-          saved.recalibrated.emplace(plans[p].str(), rec[d]);
-          if (!saved.path.empty()) saved.save();  // each recalibrated plan is kept at once
-        }
-      }
-      done[d] = true;
-      if (!o.engine.progress_.empty()) progress.update(static_cast<int64_t>(p + 1));
-    }
-    if (!o.engine.progress_.empty()) progress.finish();
-    if (comm) {  // each plan's counts come from the one rank that computed them
-      std::vector<Metrics*> all;
-      for (auto& m : rec) all.push_back(&m);
-      allreduce_metrics(*comm, all);
-    }
-    r.baseline_recalibrated = rec[slot[0]];
-    for (size_t p = 1; p < plans.size(); ++p) r.recalibrated.push_back(rec[slot[p]]);
-  }
+  if (o.recalibrate_bn > 0) recalibrate_plans(net, plans, test, train, norm, o, eo, saved, comm, r);
   if (!saved.path.empty()) std::remove(saved.path.c_str());  // the sweep is done
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
