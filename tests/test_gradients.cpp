@@ -576,7 +576,9 @@ TEST(Gradients, BadOptionsAreUserErrors) {
   GradientOptions o;
   o.max_length = 4;  // 3 blocks
   EXPECT_THROW(sample_gradients(net, batch.images, batch.labels, o), UserError);
-  EXPECT_THROW(gradients_by_method("magic", net, batch.images, batch.labels, GradientOptions()), UserError);
+  EXPECT_THROW(parse_gradient_method("magic"), UserError);
+  EXPECT_EQ(parse_gradient_method("sample"), GradientMethod::Sample);
+  EXPECT_STREQ(method_name(GradientMethod::Brute), "brute");
 }
 
 TEST(Gradients, AveragingAndJson) {

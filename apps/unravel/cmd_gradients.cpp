@@ -97,8 +97,7 @@ void parse_lengths(const std::string& text, paths::GradientOptions& o) {
 void run_gradients(const GradientsArgs& a) {
   if (a.input.run_dir.empty() && a.input.model.empty())
     throw UserError("gradients: give --run DIR or --model NAME");
-  if (a.method != "exact" && a.method != "sample" && a.method != "brute")
-    throw UserError("--method '" + a.method + "': expected exact, sample or brute");
+  const paths::GradientMethod method = paths::parse_gradient_method(a.method);
   if (a.batch_size < 1) throw UserError(fmt::format("--batch-size {}: expected >= 1", a.batch_size));
   if (a.batches < 1) throw UserError(fmt::format("--batches {}: expected >= 1", a.batches));
   if (a.samples < 1) throw UserError(fmt::format("--samples {}: expected >= 1", a.samples));
@@ -124,7 +123,7 @@ void run_gradients(const GradientsArgs& a) {
   Experiment exp = load_experiment(a.input);
   models::Network net = exp.loaded.net;
   const int n = net->num_blocks();
-  if (a.method == "brute" && n > 16)
+  if (method == paths::GradientMethod::Brute && n > 16)
     throw UserError(fmt::format("--method brute: {} has {} blocks, at most 16 allowed "
                                 "(use --method exact)", net->spec().name, n));
   if (opts.max_length > n)
@@ -147,7 +146,7 @@ void run_gradients(const GradientsArgs& a) {
     if (!a.quiet)
       std::cerr << fmt::format("gradients: batch {}/{} ({} images)\n", per_batch.size() + 1,
                                a.batches, batch.images.size(0));
-    per_batch.push_back(paths::gradients_by_method(a.method, net, batch.images.to(device, dtype),
+    per_batch.push_back(paths::gradients_by_method(method, net, batch.images.to(device, dtype),
                                                    batch.labels.to(device), bo));
   }
   if (per_batch.empty())

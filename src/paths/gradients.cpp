@@ -200,7 +200,7 @@ GradientResult exact_gradients(Network& net, const torch::Tensor& images,
   const int n = net->num_blocks();
   const int forced = static_cast<int>(forced_blocks(net).size());
   GradientResult r;
-  r.method = "exact";
+  r.method = method_name(GradientMethod::Exact);
   r.n = n;
   r.bn = opts.bn;
   r.batch_size = images.size(0);
@@ -292,7 +292,7 @@ GradientResult sample_gradients(Network& net, const torch::Tensor& images,
   }
   const std::vector<double> norms = path_gradient_norms(net, images, labels, sets, opts);
   GradientResult r;
-  r.method = "sample";
+  r.method = method_name(GradientMethod::Sample);
   r.n = n;
   r.bn = opts.bn;
   r.batch_size = images.size(0);
@@ -353,7 +353,7 @@ GradientResult brute_gradients(Network& net, const torch::Tensor& images,
   }
   if (progress) progress->finish();
 
-  r.method = "brute";
+  r.method = method_name(GradientMethod::Brute);
   r.n = n;
   r.bn = opts.bn;
   r.batch_size = images.size(0);
@@ -382,13 +382,27 @@ GradientResult brute_gradients(Network& net, const torch::Tensor& images,
   return r;
 }
 
-GradientResult gradients_by_method(const std::string& method, Network& net,
-                                   const torch::Tensor& images, const torch::Tensor& labels,
-                                   const GradientOptions& opts) {
-  if (method == "exact") return exact_gradients(net, images, labels, opts);
-  if (method == "sample") return sample_gradients(net, images, labels, opts);
-  if (method == "brute") return brute_gradients(net, images, labels, opts);
-  throw UserError("--method '" + method + "': expected exact, sample or brute");
+GradientMethod parse_gradient_method(const std::string& text) {
+  for (GradientMethod m : {GradientMethod::Exact, GradientMethod::Sample, GradientMethod::Brute})
+    if (text == method_name(m)) return m;
+  throw UserError("--method '" + text.substr(0, 40) + "': expected exact, sample or brute");
+}
+
+const char* method_name(GradientMethod m) {
+  switch (m) {
+    case GradientMethod::Sample: return "sample";
+    case GradientMethod::Brute: return "brute";
+    default: return "exact";
+  }
+}
+
+GradientResult gradients_by_method(GradientMethod method, Network& net, const torch::Tensor& images,
+                                   const torch::Tensor& labels, const GradientOptions& opts) {
+  switch (method) {
+    case GradientMethod::Sample: return sample_gradients(net, images, labels, opts);
+    case GradientMethod::Brute: return brute_gradients(net, images, labels, opts);
+    default: return exact_gradients(net, images, labels, opts);
+  }
 }
 
 }  // namespace unravel::paths

@@ -173,8 +173,12 @@ GradientResult sample_gradients(models::Network& net, const torch::Tensor& image
 // Throws UserError when the network has more than 16 blocks.
 GradientResult brute_gradients(models::Network& net, const torch::Tensor& images,
                                const torch::Tensor& labels, const GradientOptions& opts);
-// Dispatch by name ("exact" | "sample" | "brute"); UserError naming --method otherwise.
-GradientResult gradients_by_method(const std::string& method, models::Network& net,
+// The three methods as a closed set; parsed from "exact" | "sample" | "brute" (UserError naming
+// --method otherwise) and named back the same way (GradientResult::method, the JSON "method").
+enum class GradientMethod { Exact, Sample, Brute };
+GradientMethod parse_gradient_method(const std::string& text);
+const char* method_name(GradientMethod m);
+GradientResult gradients_by_method(GradientMethod method, models::Network& net,
                                    const torch::Tensor& images, const torch::Tensor& labels,
                                    const GradientOptions& opts);
 

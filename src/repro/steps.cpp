@@ -164,7 +164,7 @@ json Context::gradient_study(const RunSpec& run, const std::string& method) cons
   go.progress = !opts.quiet;
   const auto t0 = Clock::now();
   paths::GradientResult r =
-      paths::gradients_by_method(method, net, batch.images.to(device, dtype), batch.labels.to(device), go);
+      paths::gradients_by_method(paths::parse_gradient_method(method), net, batch.images.to(device, dtype), batch.labels.to(device), go);
   r.seconds = seconds_since(t0);
   json j = paths::to_json(r);
   j["model"] = net->spec().name;
