@@ -3,7 +3,7 @@
 Fashion-MNIST images as unravel, written the way a careful PyTorch user would. Prints one JSON
 object per line.
 
-  anchors.py lesion --weights FILE.pt [--images N] [--threads T] [--batch-size 250] [--no-fold]
+  anchors.py [--device cpu|cuda] lesion --weights FILE.pt [--images N] [--threads T] [--batch-size 250] [--no-fold]
       single-deletion sweep (intact + each block deleted alone) of an `unravel export` file on the
       first N test images, eval mode, torch.inference_mode(): once with one full forward per plan
       ("reference") and once caching the activation before every block and recomputing only the
@@ -15,6 +15,8 @@ object per line.
       W warm-up steps.
 
 Run with /usr/bin/python3 (Debian's python3-torch 1.13, the libtorch unravel links against).
+--device cuda (bench/gpu.sh) puts the network and the images on the GPU before the clock starts;
+every timed stretch ends with torch.cuda.synchronize().
 """
 import argparse
 import ctypes
@@ -154,23 +156,33 @@ def sweep_prefix(model, blocks, batches):
     return correct
 
 
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def run_lesion(a):
     model, meta = load_network(a.weights)
+    model.to(a.device)
     blocks = [EvalBlock(b, not a.no_fold) for b in model.blocks.values()]
     images, labels = load_split(a.data, "test", a.images)
     x = normalise(images, meta["mean"], meta["std"])
-    batches = [(x[i:i + a.batch_size], labels[i:i + a.batch_size]) for i in range(0, a.images, a.batch_size)]
+    batches = [(x[i:i + a.batch_size].to(a.device), labels[i:i + a.batch_size].to(a.device))
+               for i in range(0, a.images, a.batch_size)]
     engines = {"reference": sweep_reference, "prefix": sweep_prefix}
     with torch.inference_mode():
         for name in a.engines.split(","):
             if name not in engines:
                 raise SystemExit(f"anchors.py lesion: --engines: unknown engine {name!r} (reference, prefix)")
+            sync(a.device)
             t0, c0 = time.perf_counter(), time.process_time()
             correct = engines[name](model, blocks, batches)
+            sync(a.device)
             seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
             print(json.dumps({"job": "lesion", "side": "pytorch", "engine": name, "model": meta["arch"],
                               "images": a.images, "plans": len(correct), "batch_size": a.batch_size,
                               "fold_batchnorm": not a.no_fold, "threads": torch.get_num_threads(),
+                              "device": str(a.device),
                               "seconds": seconds, "cpu_seconds": cpu, "correct": correct}), flush=True)
 
 
@@ -181,16 +193,18 @@ def run_train(a):
     images, labels = load_split(a.data, "train", total)
     f = images.float().div_(255)
     x = normalise(images, [float(f.mean())], [float(f.std())])  # fitted on these images, as unravel
-    batches = [(x[i:i + a.batch_size], labels[i:i + a.batch_size]) for i in range(0, total, a.batch_size)]
+    batches = [(x[i:i + a.batch_size].to(a.device), labels[i:i + a.batch_size].to(a.device))
+               for i in range(0, total, a.batch_size)]
     for name in a.models.split(","):
         torch.manual_seed(0)
-        model = unravel_models.Network(name, num_classes=10, in_channels=1)
+        model = unravel_models.Network(name, num_classes=10, in_channels=1).to(a.device)
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
         t0 = None
         seen = correct = 0
         for step, (bx, by) in enumerate(batches):
             if step == a.warmup:
+                sync(a.device)
                 t0, c0 = time.perf_counter(), time.process_time()
             opt.zero_grad(set_to_none=True)
             logits = model(bx)
@@ -200,8 +214,10 @@ def run_train(a):
             loss_v = loss.item()  # what unravel's trainer reads each step: the loss and the hits
             correct += int((logits.argmax(1) == by).sum())
             seen += len(by)
+        sync(a.device)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         print(json.dumps({"job": "train", "side": "pytorch", "model": name, "batch_size": a.batch_size,
+                          "device": str(a.device),
                           "warmup": a.warmup, "steps": a.steps, "threads": torch.get_num_threads(),
                           "seconds": seconds, "images_per_s": a.steps * a.batch_size / seconds,
                           "cpu_seconds": cpu, "images_per_cpu_s": a.steps * a.batch_size / cpu,
@@ -212,6 +228,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=DEFAULT_DATA, help="Fashion-MNIST directory (IDX files)")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
     sub = ap.add_subparsers(dest="job", required=True)
     le = sub.add_parser("lesion")
     le.add_argument("--weights", required=True, help="`unravel export` file (its .json beside it)")
@@ -230,10 +247,18 @@ def main():
             raise SystemExit(f"anchors.py: --{name.replace('_', '-')} must be >= 1")
     if getattr(a, "warmup", 0) < 0:
         raise SystemExit("anchors.py: --warmup must be >= 0")
+    try:
+        a.device = torch.device(a.device)
+    except RuntimeError:
+        raise SystemExit(f"anchors.py: --device {a.device!r}: expected cpu or cuda")
+    if a.device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("anchors.py: --device cuda: this PyTorch sees no CUDA device")
+    if a.device.type not in ("cpu", "cuda"):
+        raise SystemExit(f"anchors.py: --device {a.device}: expected cpu or cuda")
     malloc = keep_freed_memory()
     torch.set_num_threads(a.threads)
     print(json.dumps({"job": "setup", "side": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
-                      "keep_freed_memory": malloc, "MALLOC_MMAP_MAX_": os.environ.get("MALLOC_MMAP_MAX_"),
+                      "device": str(a.device), "cuda": torch.version.cuda, "keep_freed_memory": malloc, "MALLOC_MMAP_MAX_": os.environ.get("MALLOC_MMAP_MAX_"),
                       "MALLOC_TRIM_THRESHOLD_": os.environ.get("MALLOC_TRIM_THRESHOLD_")}), flush=True)
     run_lesion(a) if a.job == "lesion" else run_train(a)
 

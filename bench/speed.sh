@@ -5,11 +5,12 @@
 # Prints two tables and writes every number to a JSON file.
 #   bench/speed.sh [--threads T=1] [--images N=1000] [--steps S=20] [--warmup W=3]
 #                  [--models preresnet20,preresnet56,preresnet110] [--run RUN] [--out FILE]
+#                  [--device cpu|cuda]
 # --run: a trained preresnetN run for the lesion sweep (default: one epoch of preresnet56 on 1280
 # images, trained here). --out default: runs/bench/speed-DATE.json (runs/ is not tracked).
 # Environment: UNRAVEL_BIN, PYTHON (/usr/bin/python3: needs torch), FASHION_MNIST (directory).
 set -euo pipefail
-threads=1 images=1000 steps=20 warmup=3 models=preresnet20,preresnet56,preresnet110 run="" out=""
+threads=1 images=1000 steps=20 warmup=3 models=preresnet20,preresnet56,preresnet110 run="" out="" device=cpu
 while [ $# -gt 0 ]; do
   case "$1" in -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
   [ $# -ge 2 ] || { echo "speed.sh: $1 needs a value (see --help)" >&2; exit 2; }
@@ -21,6 +22,7 @@ while [ $# -gt 0 ]; do
     --models) models=$2 ;;
     --run) run=$2 ;;
     --out) out=$2 ;;
+    --device) device=$2 ;;
     *) echo "speed.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift 2
@@ -30,6 +32,7 @@ for v in threads images steps; do
 done
 [[ $warmup =~ ^[1-9][0-9]*$ ]] || { echo "speed.sh: --warmup must be a positive integer, got '$warmup'" >&2; exit 2; }
 [ "$images" -le 10000 ] || { echo "speed.sh: --images: Fashion-MNIST has 10000 test images, got $images" >&2; exit 2; }
+[[ $device =~ ^(cpu|cuda)$ ]] || { echo "speed.sh: --device must be cpu or cuda, got '$device'" >&2; exit 2; }
 [ -z "$run" ] || run=$(realpath -m "$run")
 [ -z "$out" ] || out=$(realpath -m "$out")
 cd "$(dirname "$0")/.."
@@ -62,7 +65,7 @@ if [ -z "$run" ]; then
   say "training the lesion network (preresnet56, 1 epoch, 1280 images)"
   run=$work/lesion-run
   "$bin" train --model preresnet56 --data "fashion-mnist:$fm" --out "$run" --epochs 1 --train-subset 1280 \
-    --test-subset 500 --threads "$threads" --quiet >/dev/null
+    --test-subset 500 --threads "$threads" --device "$device" --quiet >/dev/null
 fi
 "$bin" export --run "$run" --out "$work/weights.pt" >/dev/null
 
@@ -72,11 +75,11 @@ for engine in prefix reference; do
   say "unravel lesion --single --engine $engine, $images images"
   for n in 1 "$images"; do
     cpu_of "$work/cpu-lesion-$engine-$n" "$bin" lesion --run "$run" --data "fashion-mnist:$fm" --single \
-      --engine "$engine" --test-subset "$n" --threads "$threads" --quiet --json "$work/unravel-$engine-$n.json"
+      --engine "$engine" --test-subset "$n" --threads "$threads" --device "$device" --quiet --json "$work/unravel-$engine-$n.json"
   done
 done
 say "PyTorch lesion sweep, one forward per plan and prefix-cached"
-"$py" bench/anchors.py --data "$fm" --threads "$threads" lesion --weights "$work/weights.pt" \
+"$py" bench/anchors.py --data "$fm" --threads "$threads" --device "$device" lesion --weights "$work/weights.pt" \
   --images "$images" >>"$log"
 
 train_images=$(((warmup + steps) * 128))
@@ -86,16 +89,16 @@ for m in ${models//,/ }; do
   say "training $m: $warmup warm-up + $steps timed steps of 128, unravel then PyTorch"
   for n in $((warmup * 128)) "$train_images"; do
     cpu_of "$work/cpu-train-$m-$n" "$bin" train --model "$m" --data "fashion-mnist:$fm" --out "$work/train-$m-$n" \
-      --epochs 1 --train-subset "$n" --test-subset 100 --no-augment --log-every 1 --threads "$threads" --quiet
+      --epochs 1 --train-subset "$n" --test-subset 100 --no-augment --log-every 1 --threads "$threads" --device "$device" --quiet
   done
-  "$py" bench/anchors.py --data "$fm" --threads "$threads" train --models "$m" --steps "$steps" \
+  "$py" bench/anchors.py --data "$fm" --threads "$threads" --device "$device" train --models "$m" --steps "$steps" \
     --warmup "$warmup" >>"$log"
 done
 
 mkdir -p "$(dirname "$out")"
-"$py" - "$work" "$out" "$models" "$warmup" "$steps" "$threads" "$images" "$load_before" <<'PY'
+"$py" - "$work" "$out" "$models" "$warmup" "$steps" "$threads" "$images" "$load_before" "$device" <<'PY'
 import datetime, json, os, sys
-work, out, models, warmup, steps, threads, images, load_before = sys.argv[1:]
+work, out, models, warmup, steps, threads, images, load_before, device = sys.argv[1:]
 warmup, steps, threads, images = int(warmup), int(steps), int(threads), int(images)
 rows = [json.loads(l) for l in open(os.path.join(work, "anchors.jsonl")) if l.strip()]
 py = {(r["job"], r.get("engine") or r.get("model")): r for r in rows}
@@ -136,7 +139,7 @@ for m in models.split(","):
 
 load_after = " ".join(open("/proc/loadavg").read().split()[:3])
 n_plans, model = len(base), un["prefix"]["model"]
-print(f"\nthreads {threads} on both sides, {os.cpu_count()} cores, load average {load_before} before and "
+print(f"\ndevice {device}, threads {threads} on both sides, {os.cpu_count()} cores, load average {load_before} before and "
       f"{load_after} after; MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647 on both sides")
 print(f"\nlesion --single of {model} ({n_plans} plans) on {images} Fashion-MNIST test images, batch 250: "
       "seconds, wall (CPU)\n")
@@ -160,7 +163,7 @@ for t in train:
     print(f"| {t['model']} | {t['unravel_images_per_s']:.0f} ({t['unravel_images_per_cpu_s']:.0f}) | "
           f"{t['pytorch_images_per_s']:.0f} ({t['pytorch_images_per_cpu_s']:.0f}) | "
           f"{t['ratio']:.2f}x ({t['cpu_ratio']:.2f}x) |")
-result = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "threads": threads,
+result = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "device": device, "threads": threads,
           "cores": os.cpu_count(), "load_average_before": load_before, "load_average_after": load_after,
           "malloc": {"MALLOC_MMAP_MAX_": 0, "MALLOC_TRIM_THRESHOLD_": 2147483647},
           "lesion": {"model": model, "images": images, "plans": n_plans, "batch_size": 250,
