@@ -94,6 +94,56 @@ const Child* reap(std::vector<Child>& children) {
   return failed;
 }
 
+void kill_children(std::vector<Child>& children) {
+  for (auto& c : children)
+    if (!c.done) ::kill(c.pid, SIGKILL);
+}
+
+// Reaps the children every 100 ms until all have ended. When one fails while rank 0 still runs
+// (main_done false), rank 0 gets a second to fail alike (the same bad input, a NaN loss: its own
+// message is the better one); then this names the failed rank, stops everything and exits 1.
+std::thread start_watchdog(std::vector<Child>& children, std::mutex& mu, std::atomic<bool>& main_done, int nproc,
+                           const std::string& store_path) {
+  return std::thread([&children, &mu, &main_done, nproc, store_path] {
+    for (;;) {
+      bool all_done = true;
+      const Child* failed = nullptr;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        failed = reap(children);
+        for (const auto& c : children) all_done = all_done && c.done;
+      }
+      if (failed && !main_done) {
+        for (int i = 0; i < 20 && !main_done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        std::lock_guard<std::mutex> lock(mu);
+        if (!main_done) {
+          std::fprintf(stderr, "unravel: error: rank %d of %d %s; see %s\n", failed->rank, nproc,
+                       describe(failed->status).c_str(), failed->log.c_str());
+          kill_children(children);
+          std::remove(store_path.c_str());
+          ::_exit(1);
+        }
+      }
+      if (all_done) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+}
+
+// The first child that failed, as a line naming it and its log, waiting up to a second for the
+// watchdog's bookkeeping to see it; "" when none failed.
+std::string failed_child(std::vector<Child>& children, std::mutex& mu, int nproc) {
+  for (int i = 0; i < 20; ++i) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (const Child* c = reap(children))
+        return fmt::format("rank {} of {} {}; see {}", c->rank, nproc, describe(c->status), c->log);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return "";
+}
+
 }  // namespace
 
 void set_command_line(int argc, char** argv) {
@@ -111,10 +161,7 @@ void launch_local_ranks(int nproc, int threads, const std::string& dir,
   const std::string store = "file:" + store_path;
 
   std::vector<Child> children;
-  auto kill_all = [&children] {
-    for (auto& c : children)
-      if (!c.done) ::kill(c.pid, SIGKILL);
-  };
+  auto kill_all = [&children] { kill_children(children); };
   for (int r = 1; r < nproc; ++r) {
     Child c;
     c.rank = r;
@@ -137,33 +184,7 @@ void launch_local_ranks(int nproc, int threads, const std::string& dir,
   // The watchdog reaps children; while rank 0 still trains, a failed child stops everything.
   std::mutex mu;
   std::atomic<bool> main_done{false};
-  std::thread watchdog([&] {
-    for (;;) {
-      bool all_done = true;
-      const Child* failed = nullptr;
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        failed = reap(children);
-        for (const auto& c : children) all_done = all_done && c.done;
-      }
-      if (failed && !main_done) {
-        // Rank 0 may be failing alike (the same bad input, a NaN loss): its own message is the
-        // better one, so give it a second to finish before stopping everything from here.
-        for (int i = 0; i < 20 && !main_done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        std::lock_guard<std::mutex> lock(mu);
-        if (!main_done) {
-          std::fprintf(stderr, "unravel: error: rank %d of %d %s; see %s\n", failed->rank, nproc,
-                       describe(failed->status).c_str(), failed->log.c_str());
-          kill_all();
-          std::remove(store_path.c_str());
-          ::_exit(1);
-        }
-      }
-      if (all_done) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-  });
-
+  std::thread watchdog = start_watchdog(children, mu, main_done, nproc, store_path);
   auto stop_children = [&] {
     {
       std::lock_guard<std::mutex> lock(mu);
@@ -176,17 +197,8 @@ void launch_local_ranks(int nproc, int threads, const std::string& dir,
   try {
     rank0(per_rank, store);
   } catch (const PeerError&) {
-    // Rank 0 lost its peers: the cause is a child that failed first; give the watchdog's
-    // bookkeeping a moment to see it, then report that child instead.
-    std::string cause;
-    for (int i = 0; i < 20 && cause.empty(); ++i) {
-      {
-        std::lock_guard<std::mutex> lock(mu);
-        if (const Child* c = reap(children))
-          cause = fmt::format("rank {} of {} {}; see {}", c->rank, nproc, describe(c->status), c->log);
-      }
-      if (cause.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+    // Rank 0 lost its peers: the cause is a child that failed first.
+    const std::string cause = failed_child(children, mu, nproc);
     stop_children();
     if (!cause.empty()) throw UserError(cause);
     throw;

@@ -49,6 +49,30 @@ std::vector<uint8_t> flags_of(const std::vector<int>& set, int n, const std::vec
   return f;
 }
 
+// The built-in check of exact and brute: the per-length parts (undefined = zero, made zero
+// here) must add up to the ordinary gradient; r.residual = ||sum_k g_k - g|| / ||g||.
+void check_sum(GradientResult& r, std::vector<torch::Tensor>& g, const torch::Tensor& grad) {
+  torch::Tensor sum = torch::zeros_like(grad);
+  for (auto& gk : g) {
+    if (!gk.defined()) gk = torch::zeros_like(grad);
+    sum = sum + gk;
+  }
+  r.grad_norm = std::sqrt(sq_norm(grad));
+  r.residual = std::sqrt(sq_norm(sum - grad)) / r.grad_norm;
+}
+
+// Shares, effective range and time of exact and brute; the tensors kept when asked for.
+GradientResult finish(GradientResult r, std::vector<torch::Tensor> g, const torch::Tensor& grad,
+                      const GradientOptions& opts, std::chrono::steady_clock::time_point t0) {
+  if (opts.keep_tensors) {
+    r.g = std::move(g);
+    r.grad = grad;
+  }
+  finish_summary(r, opts.mass);
+  r.seconds = seconds_since(t0);
+  return r;
+}
+
 }  // namespace
 
 // ---- small public pieces -----------------------------------------------------------------
@@ -208,13 +232,7 @@ GradientResult exact_gradients(Network& net, const torch::Tensor& images,
   Tape tape = record_tape(net, images, labels);
   std::vector<torch::Tensor> g = decompose(tape, nullptr);  // g[k], k = 0..n
   const torch::Tensor grad = input_gradient_impl(net, images, labels);
-  torch::Tensor sum = torch::zeros_like(grad);
-  for (auto& gk : g) {
-    if (!gk.defined()) gk = torch::zeros_like(grad);
-    sum = sum + gk;
-  }
-  r.grad_norm = std::sqrt(sq_norm(grad));
-  r.residual = std::sqrt(sq_norm(sum - grad)) / r.grad_norm;
+  check_sum(r, g, grad);
 
   // Random signs: q[m][k] = ||g_k(eps_m)||^2, an unbiased draw of sum_{|S|=k} ||g_S||^2: the
   // cross terms between two paths carry a sign product of mean zero. With batch norm in eval
@@ -264,13 +282,7 @@ GradientResult exact_gradients(Network& net, const torch::Tensor& images,
     }
     r.lengths.push_back(ls);
   }
-  if (opts.keep_tensors) {
-    r.g = g;
-    r.grad = grad;
-  }
-  finish_summary(r, opts.mass);
-  r.seconds = seconds_since(t0);
-  return r;
+  return finish(std::move(r), std::move(g), grad, opts, t0);
 }
 
 GradientResult sample_gradients(Network& net, const torch::Tensor& images,
@@ -357,13 +369,7 @@ GradientResult brute_gradients(Network& net, const torch::Tensor& images,
   r.n = n;
   r.bn = opts.bn;
   r.batch_size = images.size(0);
-  torch::Tensor sum = torch::zeros_like(grad);
-  for (auto& gk : g) {
-    if (!gk.defined()) gk = torch::zeros_like(grad);
-    sum = sum + gk;
-  }
-  r.grad_norm = std::sqrt(sq_norm(grad));
-  r.residual = std::sqrt(sq_norm(sum - grad)) / r.grad_norm;
+  check_sum(r, g, grad);
   for (int k = 0; k <= n; ++k) {
     LengthStats ls = empty_length(n, k, static_cast<int>(forced.size()));
     ls.norm = std::sqrt(sq_norm(g[k]));
@@ -373,13 +379,7 @@ GradientResult brute_gradients(Network& net, const torch::Tensor& images,
       fill_norm_stats(ls, norms[k], true);
     r.lengths.push_back(ls);
   }
-  if (opts.keep_tensors) {
-    r.g = g;
-    r.grad = grad;
-  }
-  finish_summary(r, opts.mass);
-  r.seconds = seconds_since(t0);
-  return r;
+  return finish(std::move(r), std::move(g), grad, opts, t0);
 }
 
 GradientMethod parse_gradient_method(const std::string& text) {

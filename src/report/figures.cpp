@@ -31,6 +31,29 @@ std::string method_label(const Gradients& g) {
 
 std::string percent(double v) { return fmt::format("{:.2f}%", v); }
 
+// The legend of `entries` lines goes into the widest empty horizontal band between the values
+// ys (ResNet low, plain net high), or on top of the data with the y range stretched to make room.
+// Sets the key position and the y range [0, top].
+void place_key_in_gap(GnuplotFigure& f, std::vector<double> ys, double ymax, int entries, const GnuplotOptions& opts) {
+  const double key_height = (entries * 19.0 + 12.0) / (opts.height * 0.75);  // share of the plot
+  double top = std::max(1.0, ymax * 1.08);
+  ys.push_back(top);
+  std::sort(ys.begin(), ys.end());
+  double gap_lo = 0, gap_hi = 0;
+  for (size_t i = 1; i < ys.size(); ++i)
+    if (ys[i] - ys[i - 1] > gap_hi - gap_lo) {
+      gap_lo = ys[i - 1];
+      gap_hi = ys[i];
+    }
+  if ((gap_hi - gap_lo) / top >= key_height + 0.08) {
+    f.set(fmt::format("set key at graph 0.98, graph {} right center", gp_number(0.5 * (gap_lo + gap_hi) / top)));
+  } else {
+    top = std::max(1.0, ymax) / std::max(0.3, 1.0 - key_height - 0.06);
+    f.set("set key at graph 0.98, graph 0.98 right top");
+  }
+  f.set(fmt::format("set yrange [0:{}]", gp_number(top)));
+}
+
 }  // namespace
 
 // ---- E1 / E9 -------------------------------------------------------------------------------
@@ -94,32 +117,12 @@ std::optional<Figure> plot_single_deletion(const std::string& dir, const std::st
   }
   f.set(fmt::format("set xrange [{}:{}]", xmin - 1, xmax + 1));
   f.set(fmt::format("set xtics {},{}", xmin, tic_step(xmin, xmax)));
-  // The legend goes into the widest empty horizontal band (ResNet low, plain net high), or on
-  // top of the data with the y range stretched to make room.
   std::vector<double> ys{0.0};
   for (const Drawn& d : drawn) {
     ys.push_back(d.baseline);
     for (const auto& pt : d.points) ys.push_back(pt.second);
   }
-  const int entries = 2 * static_cast<int>(drawn.size()) + (downsampling.empty() ? 0 : 1);
-  const double key_height = (entries * 19.0 + 12.0) / (opts.height * 0.75);  // share of the plot
-  double top = std::max(1.0, ymax * 1.08);
-  ys.push_back(top);
-  std::sort(ys.begin(), ys.end());
-  double gap_lo = 0, gap_hi = 0;
-  for (size_t i = 1; i < ys.size(); ++i)
-    if (ys[i] - ys[i - 1] > gap_hi - gap_lo) {
-      gap_lo = ys[i - 1];
-      gap_hi = ys[i];
-    }
-  if ((gap_hi - gap_lo) / top >= key_height + 0.08) {
-    f.set(fmt::format("set key at graph 0.98, graph {} right center",
-                      gp_number(0.5 * (gap_lo + gap_hi) / top)));
-  } else {
-    top = std::max(1.0, ymax) / std::max(0.3, 1.0 - key_height - 0.06);
-    f.set("set key at graph 0.98, graph 0.98 right top");
-  }
-  f.set(fmt::format("set yrange [0:{}]", gp_number(top)));
+  place_key_in_gap(f, ys, ymax, 2 * static_cast<int>(drawn.size()) + (downsampling.empty() ? 0 : 1), opts);
   f.render(opts);
   std::string caption = "Top-1 test error when one block is deleted at test time (the block "
                         "passes its input through its shortcut only). Dashed lines: the intact "
