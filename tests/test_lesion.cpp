@@ -73,10 +73,10 @@ EngineOptions recording(Engine e, LogitMap& out) {
 }
 
 // Both engines on the same folded copy: identical logits and correct counts for every plan.
-void expect_engines_agree(Network& net, const std::vector<Plan>& plans) {
+void expect_engines_agree(Network& net, const std::vector<Plan>& plans, Precision precision = Precision::FP32) {
   const auto split = make_split(100, 5);  // 3 full batches of 32 and one of 4
   const auto norm = data::Normalizer::fit(split.images);
-  Network ev = make_eval_copy(net, /*fold=*/true);
+  Network ev = make_eval_copy(net, /*fold=*/true, /*channels_last=*/false, precision);
   LogitMap lp, lr;
   EngineStats sp, sr;
   auto mp = evaluate_plans(ev, plans, split, norm, recording(Engine::Prefix, lp), &sp);
@@ -457,6 +457,37 @@ TEST(LesionEngine, EnginesAgreeOnAllSweeps) {
   }
 }
 
+// --precision bf16: bfloat16 weights and activations. Both engines still agree bit for bit on the
+// same copy, and the logits stay within bfloat16's precision of the float32 forward of the
+// original (an independent path: unfolded, float32, NCHW) without being equal to it.
+TEST(LesionEngine, Bfloat16CopyAgreesAcrossEnginesAndNearFloat32) {
+  Network net = make_net("preresnet14", 5);
+  randomize_batchnorm(net, 6);
+  auto plans = plans_of(net->default_plan(), single_deletions(net->default_plan(), net->block_infos()));
+  expect_engines_agree(net, plans, Precision::BF16);
+
+  Network ev = make_eval_copy(net, /*fold=*/true, /*channels_last=*/false, Precision::BF16);
+  for (const auto& p : ev->parameters()) ASSERT_EQ(p.scalar_type(), torch::kBFloat16);
+  const auto split = make_split(40, 2);
+  const auto norm = data::Normalizer::fit(split.images);
+  LogitMap lb;
+  evaluate_plans(ev, plans, split, norm, recording(Engine::Prefix, lb));
+  torch::NoGradGuard ng;
+  double worst = 0, scale = 0;
+  for (const auto& kv : lb) {
+    ASSERT_EQ(kv.second.scalar_type(), torch::kFloat32) << "logits reach the metrics as float32";
+    const int64_t a = kv.first.second;
+    Tensor x = norm.apply(split.images.slice(0, a, std::min<int64_t>(a + 32, 40)));
+    Tensor ref = net->forward(x, plans[kv.first.first]);
+    worst = std::max(worst, (ref - kv.second).abs().max().item<double>());
+    scale = std::max(scale, ref.abs().max().item<double>());
+  }
+  EXPECT_GT(worst, 0.0) << "bfloat16 arithmetic should round somewhere";
+  EXPECT_LT(worst, 0.03 * (1.0 + scale)) << "largest logit " << scale;
+  EXPECT_EQ(parse_precision("bf16"), Precision::BF16);
+  EXPECT_THROW(parse_precision("fp16"), UserError);
+}
+
 TEST(LesionEngine, PrefixMatchesUnfoldedForward) {
   Network net = make_net("preresnet14", 5);
   randomize_batchnorm(net, 6);
@@ -628,6 +659,10 @@ TEST(LesionCli, MissingPlansFileIsOneLine) {
       unravel::testing::run_unravel("lesion --model preresnet8 --data synthetic:train=64,test=32,size=12,channels=1"
                            " --plans /no/such/file --quiet"),
       "/no/such/file", "lesion --plans /no/such/file");
+  unravel::testing::expect_user_error(
+      unravel::testing::run_unravel("lesion --model preresnet8 --data synthetic:train=64,test=32,size=12,channels=1"
+                                    " --single --precision fp16 --quiet"),
+      "--precision", "lesion --precision fp16");
 }
 
 TEST(LesionCli, SingleSweepWritesJsonAndCsv) {
@@ -644,6 +679,7 @@ TEST(LesionCli, SingleSweepWritesJsonAndCsv) {
   EXPECT_EQ(j["baseline"]["n"], 48);
   EXPECT_EQ(j["threads"], 1);
   EXPECT_EQ(j["engine"], "prefix");
+  EXPECT_EQ(j["precision"], "fp32");
   // 6 single deletions, then 2 samples of one swap: blocks 1 and 2 are the only same-shape pair
   ASSERT_EQ(j["plans"].size(), 8u);
   EXPECT_EQ(j["plans"][5]["plan"], "delete=6");

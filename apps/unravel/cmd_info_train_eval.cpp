@@ -278,6 +278,7 @@ void add_eval_command(CLI::App& app) {
     std::string run, data, json_path, logits_path, device = "auto";
     int64_t test_subset = 0, batch_size = 500;
     int threads = 0;
+    Precision precision = Precision::FP32;
     PlanFlags plan;
   };
   auto o = std::make_shared<Opts>();
@@ -290,6 +291,7 @@ void add_eval_command(CLI::App& app) {
   c->add_option("--device", o->device, "auto | cpu | cuda")->capture_default_str();
   c->add_option("--json", o->json_path,
                 "write {top1_error, top5_error, loss, correct, n, per_class_error, plan} to FILE");
+  add_precision_flag(c, o->precision);
   c->add_option("--logits", o->logits_path,
                 "write the logits as a PyTorch file: torch.load(FILE) gives {\"logits\": N x K float32, "
                 "\"labels\": N int64}, in test-set order");
@@ -309,6 +311,7 @@ void add_eval_command(CLI::App& app) {
     plan.validate(net->block_infos());
     EvalOptions eo;
     eo.batch_size = o->batch_size;
+    eo.precision = o->precision;
     net->to(parse_device(o->device));
     auto split = data::take_subset(ex.dataset.test, o->test_subset);
     std::vector<torch::Tensor> logits;
@@ -319,6 +322,7 @@ void add_eval_command(CLI::App& app) {
     j.update(m.to_json());
     j["command"] = "eval";
     j["plan"] = plan.str();
+    j["precision"] = precision_name(o->precision);
     std::cout << fmt::format("plan {}: top-1 error {:.2f}% ({} of {} correct), top-5 error {:.2f}%, loss {:.4f}{}\n",
                              plan.str(), 100.0 * m.top1_error(), m.correct, m.n, 100.0 * m.top5_error(), m.loss(),
                              j["skipped_files"].get<int64_t>() > 0

@@ -170,6 +170,7 @@ void add_lesion_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_flag("--no-fold", c->no_fold, "evaluate without folding batch-norm into the convolutions");
   sub->add_flag("--channels-last", c->lesion.channels_last, "channels_last memory format");
+  add_precision_flag(sub, c->lesion.precision);
   sub->add_flag("--quiet", c->quiet, "no progress lines on stderr");
   sub->add_option("--json", c->json, "write the results as JSON");
   sub->add_option("--csv", c->csv, "write one row per plan as CSV");

@@ -6,6 +6,7 @@
 #include "core/text.h"
 #include "core/util.h"
 #include "train/distributed_options.h"
+#include "engine/engine.h"
 #include "train/run.h"
 
 namespace unravel::cli {
@@ -42,6 +43,15 @@ CLI::Option* add_threads_flag(CLI::App* c, int& threads, const std::string& defa
       "N"));
   if (default_note.empty()) opt->capture_default_str();
   return opt;
+}
+
+CLI::Option* add_precision_flag(CLI::App* c, Precision& precision) {
+  return c
+      ->add_option_function<std::string>(
+          "--precision", [&precision](const std::string& v) { precision = parse_precision(v); },
+          "fp32 (default) or bf16: bfloat16 weights and activations, channels_last (faster on CPUs with "
+          "AVX512_BF16 and on GPUs; ~3 significant digits, so a few images may change class)")
+      ->default_str("fp32");
 }
 
 void add_data_parallel_flags(CLI::App* c, int& nproc, DistributedOptions& dist, const std::string& work) {

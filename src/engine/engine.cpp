@@ -22,6 +22,14 @@ Engine parse_engine(const std::string& name) {
 
 const char* engine_name(Engine e) { return e == Engine::Prefix ? "prefix" : "reference"; }
 
+Precision parse_precision(const std::string& name) {
+  if (name == "fp32") return Precision::FP32;
+  if (name == "bf16") return Precision::BF16;
+  throw UserError(fmt::format("--precision must be fp32 or bf16, got '{}'", name.substr(0, 40)));
+}
+
+const char* precision_name(Precision p) { return p == Precision::BF16 ? "bf16" : "fp32"; }
+
 // ---- the trie ---------------------------------------------------------------------------------
 
 PlanTrie::PlanTrie(const std::vector<Plan>& plans) : num_plans_(plans.size()) {
@@ -143,11 +151,20 @@ FlopModel count_flops(models::Network& net) {
 
 // ---- evaluation copies ------------------------------------------------------------------------
 
-models::Network make_eval_copy(const models::Network& net, bool fold, bool channels_last) {
+models::Network make_eval_copy(const models::Network& net, bool fold, bool channels_last, Precision precision) {
   models::Network copy = models::clone_network(net);
   copy->eval();
   if (fold) copy->fold_batchnorm();
-  if (channels_last) {
+  if (precision == Precision::BF16) {
+    copy->to(torch::kBFloat16);
+    // A folded convolution's bias is set on the module, not registered (the layer was built
+    // without one), so Module::to() does not see it.
+    torch::NoGradGuard ng;
+    for (auto& m : copy->modules(/*include_self=*/false))
+      if (auto* c = m->as<torch::nn::Conv2d>())
+        if (c->bias.defined()) c->bias = c->bias.to(torch::kBFloat16);
+  }
+  if (channels_last || precision == Precision::BF16) {
     torch::NoGradGuard ng;
     for (auto& p : copy->parameters())
       if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
@@ -174,7 +191,7 @@ struct Walker {
     for (;;) {
       const auto& nd = trie.nodes()[id];
       if (!nd.plans.empty()) {
-        Tensor logits = net->head(h);  // (B, classes)
+        Tensor logits = net->head(h).to(torch::kFloat32);  // (B, classes); a no-op in float32
         for (size_t p : nd.plans) {
           metrics[p].add(logits, *labels);
           if (opts.on_logits_) opts.on_logits_(p, first, logits);
@@ -218,6 +235,8 @@ std::vector<Metrics> evaluate_plans(models::Network& net, const std::vector<Plan
   const bool was_training = net->is_training();
   net->eval();
   const torch::Device device = net->parameters().front().device();
+  const torch::ScalarType dtype = net->parameters().front().scalar_type();  // the copy's precision
+  const bool channels_last = opts.channels_last_ || dtype == torch::kBFloat16;
 
   const PlanTrie trie = opts.engine_ == Engine::Prefix ? PlanTrie(plans) : PlanTrie({});
   const FlopModel fm = count_flops(net);
@@ -245,8 +264,8 @@ std::vector<Metrics> evaluate_plans(models::Network& net, const std::vector<Plan
     for (int64_t a = start; loader.next(batch); a += opts.batch_size_) {
       apply_thread_policy();
       const int64_t b = std::min(n, a + opts.batch_size_);
-      Tensor x = batch.images.to(device);  // (B, C, H, W)
-      if (opts.channels_last_) x = x.contiguous(at::MemoryFormat::ChannelsLast);
+      Tensor x = batch.images.to(device, dtype);  // (B, C, H, W)
+      if (channels_last) x = x.contiguous(at::MemoryFormat::ChannelsLast);
       const Tensor labels = batch.labels.to(device);  // (B)
       if (opts.engine_ == Engine::Prefix) {
         walker.labels = &labels;
@@ -258,7 +277,7 @@ std::vector<Metrics> evaluate_plans(models::Network& net, const std::vector<Plan
         st.head_evaluations += trie.leaves();
       } else {
         for (size_t p = 0; p < plans.size(); ++p) {
-          Tensor logits = net->forward(x, plans[p]);
+          Tensor logits = net->forward(x, plans[p]).to(torch::kFloat32);
           metrics[p].add(logits, labels);
           if (opts.on_logits_) opts.on_logits_(p, a, logits);
           st.stem_evaluations += 1;

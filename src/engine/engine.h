@@ -108,9 +108,20 @@ struct FlopModel {
 };
 FlopModel count_flops(models::Network& net);
 
+// The arithmetic of an evaluation copy. FP32: float32 weights and activations (the default; both
+// engines give bit-identical logits). BF16: bfloat16 weights, batch-norm statistics and
+// activations in channels_last (oneDNN's AVX512_BF16 kernels on CPUs that have them, tensor cores
+// on GPUs), logits turned back into float32 before the metrics; about 3 significant digits, so a
+// few images near a decision boundary may change class.
+enum class Precision { FP32, BF16 };
+Precision parse_precision(const std::string& name);  // "fp32" | "bf16"; UserError naming --precision
+const char* precision_name(Precision p);
+
 // A deep copy for evaluation: eval mode, batch-norm folded (unless fold is false), conv weights
-// in channels_last (if asked). The original is untouched.
-models::Network make_eval_copy(const models::Network& net, bool fold, bool channels_last = false);
+// in channels_last (if asked, and always for BF16), in the given precision. The original is
+// untouched.
+models::Network make_eval_copy(const models::Network& net, bool fold, bool channels_last = false,
+                               Precision precision = Precision::FP32);
 
 // Evaluates every plan on every image of `split`. The network is used as given (pass an eval
 // copy); all plans are validated against it first. Results are in the order of `plans`.

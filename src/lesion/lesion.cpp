@@ -75,6 +75,7 @@ nlohmann::json progress_key(const models::Network& net, const std::vector<Plan>&
           {"batch_size", o.engine.batch_size_},
           {"fold", o.fold},
           {"channels_last", o.channels_last},
+          {"precision", precision_name(o.precision)},
           {"recalibrate_bn", o.recalibrate_bn},
           {"recalibrate_batch_size", o.recalibrate_batch_size},
           {"seed", o.seed}};
@@ -243,7 +244,7 @@ void recalibrate_plans(const models::Network& net, const std::vector<Plan>& plan
         rec[d] = it->second;
       } else {
         models::Network cal = recalibrated_copy(net, plans[p], batches);
-        models::Network cal_ev = make_eval_copy(cal, o.fold, o.channels_last);
+        models::Network cal_ev = make_eval_copy(cal, o.fold, o.channels_last, o.precision);
         rec[d] = evaluate_plans(cal_ev, {plans[p]}, test, norm, one)[0];
         saved.recalibrated.emplace(plans[p].str(), rec[d]);
         if (!saved.path.empty()) saved.save();  // each recalibrated plan is kept at once
@@ -282,7 +283,7 @@ LesionResult run_lesion(const models::Network& net, const std::vector<Lesion>& l
     saved.interval_s = o.progress_interval_s;
     saved.load(net->options().num_classes_);
   }
-  models::Network ev = make_eval_copy(net, o.fold, o.channels_last);
+  models::Network ev = make_eval_copy(net, o.fold, o.channels_last, o.precision);
   EngineOptions eo = o.engine;
   eo.channels_last(o.channels_last);
   if (saved.engine_done > 0) eo.resume_from(saved.engine_done, saved.engine);

@@ -31,6 +31,7 @@ struct LesionOptions {
   int64_t recalibrate_batch_size = 128;  ///< images per recalibration batch
   bool fold = true;                  ///< fold batch-norm into the convolutions (--no-fold: off)
   bool channels_last = false;        ///< channels_last activations and weights
+  Precision precision = Precision::FP32;  ///< --precision: arithmetic of the evaluation copies
   EngineOptions engine;              ///< engine, batch size, progress label
   /// Progress file (one process only; "" = none): a sweep that finds one written for the same
   /// network, plans, images and options continues from it; it is rewritten atomically at most

@@ -126,6 +126,7 @@ nlohmann::json to_json(const LesionResult& r, const std::vector<BlockInfo>& bloc
   j["engine_stats"] = r.stats.to_json();
   j["fold_batchnorm"] = o.fold;
   j["channels_last"] = o.channels_last;
+  j["precision"] = precision_name(o.precision);
   j["batch_size"] = o.engine.batch_size_;
   j["samples"] = o.samples;
   j["recalibrate_bn"] = o.recalibrate_bn;

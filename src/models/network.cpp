@@ -331,7 +331,11 @@ NetworkImpl::NetworkImpl(const NetworkOptions& opts) : opts_(opts), spec_(ModelS
   head_ = register_module("head", Head(channels, opts_.num_classes_, preact).ptr());
   for (size_t i = 0; i < blocks_.size(); ++i) blocks->register_module(std::to_string(i + 1), blocks_[i]);
 
-  // He initialisation for convolutions, BN as identity.
+  init_weights();
+  fill_block_table();
+}
+
+void NetworkImpl::init_weights() {
   for (auto& m : modules(/*include_self=*/false)) {
     if (auto* c = m->as<torch::nn::Conv2d>()) {
       torch::nn::init::kaiming_normal_(c->weight, 0.0, torch::kFanOut, torch::kReLU);
@@ -340,12 +344,13 @@ NetworkImpl::NetworkImpl(const NetworkOptions& opts) : opts_(opts), spec_(ModelS
       torch::nn::init::zeros_(b->bias);
     }
   }
+}
 
-  // Block table from one probe forward (batch 1, eval mode, no grad).
+void NetworkImpl::fill_block_table() {
   torch::NoGradGuard ng;
   const bool was_training = is_training();
   eval();
-  Tensor h = stem->forward(torch::zeros({1, opts_.in_channels_, opts_.height_, opts_.width_}));
+  Tensor h = stem(torch::zeros({1, opts_.in_channels_, opts_.height_, opts_.width_}));
   auto shape_of = [](const Tensor& t) { return Shape{t.size(1), t.size(2), t.size(3)}; };
   for (size_t i = 0; i < blocks_.size(); ++i) {
     BlockInfo& info = infos_[i];

@@ -101,6 +101,9 @@ class NetworkImpl : public torch::nn::Module {
   int64_t num_parameters() const;
 
  private:
+  void init_weights();      // He initialisation for convolutions, batch norm as the identity
+  void fill_block_table();  // infos_ from one probe forward (batch 1, eval mode, no grad)
+
   NetworkOptions opts_;
   ModelSpec spec_;
   std::shared_ptr<torch::nn::Module> stem_, head_;  // concrete types live in network.cpp

@@ -7,7 +7,7 @@ namespace unravel {
 
 Metrics evaluate(models::Network& net, const Plan& plan, const data::Split& split, const data::Normalizer& norm,
                  const EvalOptions& opts) {
-  models::Network copy = make_eval_copy(net, /*fold=*/true);
+  models::Network copy = make_eval_copy(net, /*fold=*/true, /*channels_last=*/false, opts.precision);
   EngineOptions eo;
   eo.batch_size(opts.batch_size);
   if (opts.progress) eo.progress("eval");

@@ -10,6 +10,7 @@
 
 #include "core/plan.h"
 #include "data/dataset.h"
+#include "engine/engine.h"
 #include "engine/metrics.h"
 #include "models/network.h"
 
@@ -18,6 +19,7 @@ namespace unravel {
 struct EvalOptions {
   int64_t batch_size = 500;       ///< images per forward pass (on the network's device)
   bool progress = false;          ///< rate/ETA lines on stderr
+  Precision precision = Precision::FP32;  ///< arithmetic of the evaluation copy (engine/engine.h)
   /// called with the logits (B, classes) of the batch that starts at position `first`
   std::function<void(int64_t first, const torch::Tensor& logits)> on_logits;
 };
