@@ -468,6 +468,13 @@ TEST(LesionEngine, Bfloat16CopyAgreesAcrossEnginesAndNearFloat32) {
 
   Network ev = make_eval_copy(net, /*fold=*/true, /*channels_last=*/false, Precision::BF16);
   for (const auto& p : ev->parameters()) ASSERT_EQ(p.scalar_type(), torch::kBFloat16);
+  int folded_biases = 0;  // registered buffers, so Module::to() converts them with the weights
+  for (const auto& b : ev->named_buffers())
+    if (b.key().find("folded_bias") != std::string::npos) {
+      ++folded_biases;
+      EXPECT_EQ(b.value().scalar_type(), torch::kBFloat16) << b.key();
+    }
+  EXPECT_EQ(folded_biases, 6) << "preresnet14: conv1/bn2 of each of its 6 blocks";
   const auto split = make_split(40, 2);
   const auto norm = data::Normalizer::fit(split.images);
   LogitMap lb;

@@ -5,8 +5,8 @@
 #include "core/errors.h"
 #include "core/text.h"
 #include "core/util.h"
-#include "train/distributed_options.h"
 #include "engine/engine.h"
+#include "train/distributed_options.h"
 #include "train/run.h"
 
 namespace unravel::cli {

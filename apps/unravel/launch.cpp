@@ -161,7 +161,6 @@ void launch_local_ranks(int nproc, int threads, const std::string& dir,
   const std::string store = "file:" + store_path;
 
   std::vector<Child> children;
-  auto kill_all = [&children] { kill_children(children); };
   for (int r = 1; r < nproc; ++r) {
     Child c;
     c.rank = r;
@@ -174,7 +173,7 @@ void launch_local_ranks(int nproc, int threads, const std::string& dir,
       args.push_back(a);
     const pid_t pid = spawn_rank(args, c.log, r);
     if (pid < 0) {
-      kill_all();
+      kill_children(children);
       throw UserError(fmt::format("--nproc {}: cannot start rank {}: fork failed", nproc, r));
     }
     c.pid = pid;
@@ -189,7 +188,7 @@ void launch_local_ranks(int nproc, int threads, const std::string& dir,
     {
       std::lock_guard<std::mutex> lock(mu);
       main_done = true;
-      kill_all();
+      kill_children(children);
     }
     watchdog.join();
     std::remove(store_path.c_str());

@@ -155,15 +155,7 @@ models::Network make_eval_copy(const models::Network& net, bool fold, bool chann
   models::Network copy = models::clone_network(net);
   copy->eval();
   if (fold) copy->fold_batchnorm();
-  if (precision == Precision::BF16) {
-    copy->to(torch::kBFloat16);
-    // A folded convolution's bias is set on the module, not registered (the layer was built
-    // without one), so Module::to() does not see it.
-    torch::NoGradGuard ng;
-    for (auto& m : copy->modules(/*include_self=*/false))
-      if (auto* c = m->as<torch::nn::Conv2d>())
-        if (c->bias.defined()) c->bias = c->bias.to(torch::kBFloat16);
-  }
+  if (precision == Precision::BF16) copy->to(torch::kBFloat16);  // folded biases included
   if (channels_last || precision == Precision::BF16) {
     torch::NoGradGuard ng;
     for (auto& p : copy->parameters())

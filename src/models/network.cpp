@@ -32,12 +32,15 @@ Tensor conv_bn(const Tensor& x, torch::nn::Conv2d& c, torch::nn::BatchNorm2d& b,
   return folded ? c->forward(x) : b->forward(c->forward(x));
 }
 
-// W' = W * g / sqrt(var + eps), b' = beta - g * mean / sqrt(var + eps). Evaluation only.
+// W' = W * g / sqrt(var + eps), b' = beta - g * mean / sqrt(var + eps). Evaluation only. The
+// convolution was built without a bias (its "bias" parameter slot is empty and cannot be filled
+// again), so b' is registered as the buffer "folded_bias" that conv->bias shares: Module::to()
+// then moves and converts it with everything else (device, bfloat16).
 void fold_pair(torch::nn::Conv2d& c, torch::nn::BatchNorm2d& b) {
   torch::NoGradGuard ng;
   auto inv = b->weight / torch::sqrt(b->running_var + b->options.eps());  // (C)
   c->weight.mul_(inv.view({-1, 1, 1, 1}));
-  c->bias = b->bias - b->running_mean * inv;
+  c->bias = c->register_buffer("folded_bias", b->bias - b->running_mean * inv);
 }
 
 // Option A: subsample with the stride, append zero channels (no parameters).

@@ -63,8 +63,6 @@ void rows_short_paths(std::vector<ComparisonRow>& rows, const std::string& id,
 
 }  // namespace
 
-std::string pct(double v) { return fmt::format("{:.2f}%", v); }
-
 Parsed parse_results(const json& r, const std::string& where) {
   if (!r.is_object()) throw UserError(where + ": expected an object keyed by experiment id");
   Parsed p;

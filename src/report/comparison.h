@@ -32,9 +32,6 @@ struct Parsed {
 // results.json (or its parts) parsed; `where` names the file in errors.
 Parsed parse_results(const nlohmann::json& r, const std::string& where);
 
-// "12.34%"
-std::string pct(double v);
-
 // The paper's single-deletion numbers for one kind of network.
 struct PaperSingle {
   std::string intact, median, worst, downsampling;

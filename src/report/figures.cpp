@@ -29,8 +29,6 @@ std::string method_label(const Gradients& g) {
   return g.method;
 }
 
-std::string percent(double v) { return fmt::format("{:.2f}%", v); }
-
 // The legend of `entries` lines goes into the widest empty horizontal band between the values
 // ys (ResNet low, plain net high), or on top of the data with the y range stretched to make room.
 // Sets the key position and the y range [0, top].
@@ -98,7 +96,7 @@ std::optional<Figure> plot_single_deletion(const std::string& dir, const std::st
     const int b = f.data(d.label + ": intact network",
                          {{xmin - 0.5, xmax + 0.5}, {d.baseline, d.baseline}});
     f.series(b, fmt::format("using 1:2 with lines lt {} dt 2 lw 1.5", d.lt),
-             d.label + ": intact (" + percent(d.baseline) + ")");
+             d.label + ": intact (" + pct(d.baseline) + ")");
   }
   if (!downsampling.empty()) {
     std::vector<double> x, y;
@@ -167,7 +165,7 @@ std::optional<Figure> plot_random_deletion(const std::string& dir, const std::st
   return Figure{stem, "Deleting k random blocks",
                 fmt::format("Top-1 test error after deleting k random blocks at test time; "
                             "{} sets in all, k = 0 is the intact network ({}).",
-                            sx.size(), percent(lesion.baseline))};
+                            sx.size(), pct(lesion.baseline))};
 }
 
 // ---- E4 ------------------------------------------------------------------------------------
@@ -199,7 +197,7 @@ std::optional<Figure> plot_reorder(const std::string& dir, const std::string& st
   f.series(all, "using 1:2 with points pt 7 ps 0.45 lc rgb '#a8a8a8'", "each sampled order");
   f.series(mean, "using 1:2 with linespoints lt 1", "mean per number of swaps");
   f.series(intact, "using 1:2 with points pt 3 ps 2 lc rgb '#d62728'",
-           "intact (" + percent(lesion.baseline) + ")");
+           "intact (" + pct(lesion.baseline) + ")");
   const double tmin = *std::min_element(tau.begin(), tau.end());
   const double pad = 0.05 * (1.0 - std::min(tmin, 0.99)) + 0.002;
   f.set(fmt::format("set xrange [{}:{}]", gp_number(1.0 + pad), gp_number(tmin - pad)));
@@ -383,12 +381,12 @@ std::optional<Figure> plot_short_path_training(const std::string& dir, const std
   return Figure{stem, title,
                 fmt::format("Top-1 test error of normal training ({}) and of training with only "
                             "{} ({}).",
-                            percent(e7.normal),
+                            pct(e7.normal),
                             e7.active_blocks > 0 ? fmt::format("{} random blocks active per "
                                                                "mini-batch",
                                                                e7.active_blocks)
                                                  : std::string("short paths"),
-                            percent(e7.short_paths))};
+                            pct(e7.short_paths))};
 }
 
 // ---- E8 ------------------------------------------------------------------------------------

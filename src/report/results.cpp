@@ -6,9 +6,13 @@
 #include <cstdlib>
 #include <sstream>
 
+#include <fmt/format.h>
+
 #include "core/errors.h"
 
 namespace unravel::report {
+
+std::string pct(double percent) { return fmt::format("{:.2f}%", percent); }
 
 using nlohmann::json;
 

@@ -16,6 +16,9 @@
 
 namespace unravel::report {
 
+// An error in percent as the report writes it: "12.34%" (tables and figure legends alike).
+std::string pct(double percent);
+
 // ---- checked field access ------------------------------------------------------------------
 // `where` names the object for error messages, e.g. "results.json: E1.resnet".
 const nlohmann::json& require(const nlohmann::json& j, const std::string& key,
