@@ -16,7 +16,10 @@ object per line.
 
 Run with /usr/bin/python3 (Debian's python3-torch 1.13, the libtorch unravel links against).
 --device cuda (bench/gpu.sh) puts the network and the images on the GPU before the clock starts;
-every timed stretch ends with torch.cuda.synchronize().
+every timed stretch ends with torch.cuda.synchronize(). --precision bf16 (before the job) runs the
+lesion sweep with bfloat16 weights and activations in channels_last (unravel's `--precision bf16`
+evaluation copy) and the training forward under torch.autocast(dtype=torch.bfloat16) (unravel's
+`train --precision bf16`).
 """
 import argparse
 import ctypes
@@ -167,6 +170,12 @@ def run_lesion(a):
     blocks = [EvalBlock(b, not a.no_fold) for b in model.blocks.values()]
     images, labels = load_split(a.data, "test", a.images)
     x = normalise(images, meta["mean"], meta["std"])
+    if a.precision == "bf16":  # as unravel's bf16 evaluation copy: weights and activations, channels_last
+        bf16 = dict(dtype=torch.bfloat16, memory_format=torch.channels_last)
+        model.to(**bf16)
+        for b in blocks:
+            b.conv1.to(**bf16)
+        x = x.to(**bf16)
     batches = [(x[i:i + a.batch_size].to(a.device), labels[i:i + a.batch_size].to(a.device))
                for i in range(0, a.images, a.batch_size)]
     engines = {"reference": sweep_reference, "prefix": sweep_prefix}
@@ -182,6 +191,7 @@ def run_lesion(a):
             print(json.dumps({"job": "lesion", "side": "pytorch", "engine": name, "model": meta["arch"],
                               "images": a.images, "plans": len(correct), "batch_size": a.batch_size,
                               "fold_batchnorm": not a.no_fold, "threads": torch.get_num_threads(),
+                              "precision": a.precision,
                               "device": str(a.device),
                               "seconds": seconds, "cpu_seconds": cpu, "correct": correct}), flush=True)
 
@@ -207,8 +217,9 @@ def run_train(a):
                 sync(a.device)
                 t0, c0 = time.perf_counter(), time.process_time()
             opt.zero_grad(set_to_none=True)
-            logits = model(bx)
-            loss = F.cross_entropy(logits, by)
+            with torch.autocast(a.device.type, dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+                logits = model(bx)
+            loss = F.cross_entropy(logits.float(), by)
             loss.backward()
             opt.step()
             loss_v = loss.item()  # what unravel's trainer reads each step: the loss and the hits
@@ -217,7 +228,7 @@ def run_train(a):
         sync(a.device)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         print(json.dumps({"job": "train", "side": "pytorch", "model": name, "batch_size": a.batch_size,
-                          "device": str(a.device),
+                          "device": str(a.device), "precision": a.precision,
                           "warmup": a.warmup, "steps": a.steps, "threads": torch.get_num_threads(),
                           "seconds": seconds, "images_per_s": a.steps * a.batch_size / seconds,
                           "cpu_seconds": cpu, "images_per_cpu_s": a.steps * a.batch_size / cpu,
@@ -229,6 +240,9 @@ def main():
     ap.add_argument("--data", default=DEFAULT_DATA, help="Fashion-MNIST directory (IDX files)")
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                    help="bf16: lesion in bfloat16 weights and activations (channels_last), training under "
+                         "torch.autocast(dtype=torch.bfloat16)")
     sub = ap.add_subparsers(dest="job", required=True)
     le = sub.add_parser("lesion")
     le.add_argument("--weights", required=True, help="`unravel export` file (its .json beside it)")

@@ -641,7 +641,9 @@ TEST(LesionStudy, JsonCsvAndRecalibration) {
   // population std |a - b| / 2
   const double sample_std = std::abs(e6 - e7) / std::sqrt(2.0), population_std = std::abs(e6 - e7) / 2;
   EXPECT_NEAR(s2["std"].get<double>(), sample_std, 1e-12);
-  if (e6 != e7) EXPECT_GT(std::abs(s2["std"].get<double>() - population_std), 1e-6);
+  if (e6 != e7) {
+    EXPECT_GT(std::abs(s2["std"].get<double>() - population_std), 1e-6);
+  }
   EXPECT_DOUBLE_EQ(s2["min"].get<double>(), std::min(e6, e7));
 
   const std::string csv = to_csv(r);

@@ -1,6 +1,8 @@
 // Cross-checks against Python PyTorch (Debian's python3-torch at /usr/bin/python3): logits of
 // every family under several plans against an independent functional forward written in Python
-// (scripts/crosscheck_forward.py), from a checkpoint that torch.load reads. The plans are explicit
+// (scripts/crosscheck_forward.py), from a checkpoint that torch.load reads; and the gradients of
+// a bf16 training step (train --precision bf16) against torch.autocast
+// (scripts/crosscheck_autocast.py). The plans are explicit
 // data written here (the order of blocks, the deleted blocks, the residual scales), never plans
 // that unravel parsed: unravel runs them as steps built from that data, Python applies the same
 // data to its own forward and also reads the text form with its own small parser. Skipped where
@@ -13,6 +15,7 @@
 #include <set>
 
 #include "core/util.h"
+#include "engine/compute.h"
 #include "testing.h"
 #include "train/checkpoint.h"
 
@@ -116,5 +119,59 @@ TEST(PyTorch, ForwardUnderPlansMatchesAnIndependentImplementation) {
       EXPECT_EQ(r.code, 0) << r.out << r.err;
       EXPECT_EQ(ut::count_lines(r.out), static_cast<int>(cases.size())) << r.out;  // one line per plan
     }
+  }
+}
+
+// One training-mode forward and backward, as the trainer does it (MixedPrecision around the
+// forward, float32 logits into the loss), in fp32 and in bf16, against the same step in PyTorch
+// plainly and under torch.autocast("cpu", torch.bfloat16) on the same weights and batch.
+TEST(PyTorch, Bf16TrainingStepMatchesTorchAutocast) {
+  if (!ut::python_has("torch")) GTEST_SKIP() << "/usr/bin/python3 has no torch (apt-get install python3-torch)";
+  for (std::string model : {"preresnet14", "resnet14"}) {
+    SCOPED_TRACE(model);
+    ut::TempDir dir("pt-bf16");
+    torch::manual_seed(29);
+    models::Network net(models::NetworkOptions(model).in_channels(1).input_size(12, 12).shortcut("B"));
+    randomize_batchnorm(net);
+    auto x = torch::randn({16, 1, 12, 12});
+    auto y = torch::randint(0, 10, {16}, torch::kLong);
+    save_tensors_atomic(dir.file("weights.pt"), network_state(net));  // before any step changes the statistics
+    net->train();
+    TensorMap grads;
+    for (Precision p : {Precision::FP32, Precision::BF16}) {
+      const std::string tag = precision_name(p);
+      net->zero_grad();
+      torch::Tensor logits;
+      {
+        MixedPrecision autocast(p, torch::kCPU);
+        logits = net->forward(x, Plan::intact(net->num_blocks()));
+        // inside the scope the classifier ran in bf16 (or not)
+        EXPECT_EQ(logits.scalar_type(), p == Precision::BF16 ? torch::kBFloat16 : torch::kFloat);
+      }
+      EXPECT_EQ(torch::conv2d(x, torch::ones({1, 1, 3, 3})).scalar_type(), torch::kFloat);  // scope gone
+      auto loss = torch::nn::functional::cross_entropy(logits.to(torch::kFloat), y);
+      loss.backward();
+      grads[tag + ".loss"] = loss.detach();
+      for (const auto& kv : net->named_parameters()) {
+        ASSERT_TRUE(kv.value().grad().defined()) << kv.key();
+        EXPECT_EQ(kv.value().grad().scalar_type(), torch::kFloat) << kv.key();  // float32 master weights
+        grads[tag + "." + kv.key()] = kv.value().grad().clone();
+      }
+    }
+    write_json_atomic(dir.file("case.json"), {{"model", model}, {"shortcut", "B"}, {"classes", 10}, {"in_channels", 1}});
+    save_tensors_atomic(dir.file("batch.pt"), {{"x", x}, {"y", y}});
+    save_tensors_atomic(dir.file("grads.pt"), grads);
+    const ut::CommandResult r =
+        ut::run_python(std::string(UNRAVEL_TEST_SOURCE_DIR) + "/scripts/crosscheck_autocast.py " + dir.str());
+    ASSERT_EQ(r.code, 0) << r.out << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    std::cout << model << ": " << r.out;
+    // the same kernels on both sides: equal up to the order of sums (0 when measured)
+    EXPECT_LT(j.at("fp32").get<double>(), 1e-5) << r.out;
+    EXPECT_LT(j.at("bf16").get<double>(), 1e-4) << r.out;
+    // and bf16 did run: it moved some gradient by over 1% of that gradient's size
+    EXPECT_GT(j.at("bf16_vs_fp32").get<double>(), 1e-2) << r.out;
+    for (const char* k : {"fp32_loss", "bf16_loss"})
+      EXPECT_NEAR(j.at(k)[0].get<double>(), j.at(k)[1].get<double>(), 1e-5) << k;
   }
 }

@@ -131,8 +131,9 @@ void expect_e6_matches_brute_force(const json& e6, const std::string& out) {
     EXPECT_NEAR(sr.at("mean").get<double>(), mean, 1e-4 * mean) << "sampled mean vs brute force";
     EXPECT_NEAR(sr.at("mean_sq").get<double>(), sum_sq / m, 2e-4 * sum_sq / m);
     EXPECT_NEAR(sr.at("std").get<double>(), sample_std, 1e-4 * mean + 1e-3 * sample_std);
-    if (sample_std > 1e-3 * mean)  // pins n-1: sqrt(20/19) differs by 2.6%
+    if (sample_std > 1e-3 * mean) {  // pins n-1: sqrt(20/19) differs by 2.6%
       EXPECT_GT(std::abs(sr.at("std").get<double>() - population_std), 0.01 * sample_std);
+    }
   }
 }
 

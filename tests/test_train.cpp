@@ -227,6 +227,42 @@ TEST(Train, ShortPathTrainingReportsBothConventions) {
   fs::remove_all(d);
 }
 
+// --precision bf16: recorded in config.json, part of what defines the run, float32 master weights
+// that stay close to those of the same run in fp32 without being equal to them (the forward did
+// run in bf16; tests/test_pytorch.cpp checks one step against torch.autocast).
+TEST(Train, Bf16RunKeepsFloat32WeightsNearTheFp32Run) {
+  const std::string a = temp_dir("fp32"), b = temp_dir("bf16");
+  TrainOptions oa = tiny(a);
+  oa.epochs = 1;
+  TrainOptions ob = oa;
+  ob.out = b;
+  ob.precision = Precision::BF16;
+  train(oa);
+  train(ob);
+  EXPECT_EQ(read_json_file(b + "/config.json")["options"]["precision"], "bf16");
+  EXPECT_EQ(read_json_file(a + "/config.json")["options"]["precision"], "fp32");
+  auto ta = load_tensors(a + "/checkpoint.pt"), tb = load_tensors(b + "/checkpoint.pt");
+  double largest = 0, worst = 0;
+  for (const auto& [k, v] : ta) {
+    if (k.rfind("param.", 0) != 0) continue;
+    ASSERT_EQ(tb.at(k).scalar_type(), torch::kFloat) << k;
+    largest = std::max(largest, v.abs().max().item<double>());
+    worst = std::max(worst, (v - tb.at(k)).abs().max().item<double>());
+  }
+  EXPECT_GT(worst, 1e-6);             // bf16 changed the steps
+  EXPECT_LT(worst, 0.02 * largest);   // but only a little: 6 steps of the same run
+  ob.epochs = 2;
+  ob.precision = Precision::FP32;     // continuing in another precision is another run
+  try {
+    train(ob);
+    ADD_FAILURE() << "expected a refusal";
+  } catch (const UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("precision=\"bf16\""), std::string::npos) << e.what();
+  }
+  fs::remove_all(a);
+  fs::remove_all(b);
+}
+
 // ---- data-parallel training ------------------------------------------------------------------
 
 TEST(Distributed, ShardsCoverTheBatchInOrder) {

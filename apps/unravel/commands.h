@@ -9,7 +9,7 @@
 #include <string>
 
 namespace unravel {
-enum class Precision;       // engine/engine.h
+enum class Precision;       // core/precision.h
 struct ExperimentInput;     // train/run.h
 struct DistributedOptions;  // train/distributed_options.h
 }
@@ -39,8 +39,9 @@ std::vector<int64_t> parse_input_shape(const std::string& s, const std::string& 
 // `default_note` replaces the printed default where a command has its own (repro's presets).
 CLI::Option* add_threads_flag(CLI::App* c, int& threads, const std::string& default_note = "");
 
-// --precision fp32|bf16 of the evaluation copies (engine/engine.h); for eval and lesion.
-CLI::Option* add_precision_flag(CLI::App* c, Precision& precision);
+// --precision fp32|bf16 (core/precision.h): for eval and lesion the evaluation copies (the default
+// help); for train what `help` says (autocast).
+CLI::Option* add_precision_flag(CLI::App* c, Precision& precision, const std::string& help = "");
 
 // main() records its arguments: `train --nproc N` starts the other ranks with the same ones.
 void set_command_line(int argc, char** argv);

@@ -45,12 +45,13 @@ CLI::Option* add_threads_flag(CLI::App* c, int& threads, const std::string& defa
   return opt;
 }
 
-CLI::Option* add_precision_flag(CLI::App* c, Precision& precision) {
+CLI::Option* add_precision_flag(CLI::App* c, Precision& precision, const std::string& help) {
   return c
       ->add_option_function<std::string>(
           "--precision", [&precision](const std::string& v) { precision = parse_precision(v); },
-          "fp32 (default) or bf16: bfloat16 weights and activations, channels_last (faster on CPUs with "
-          "AVX512_BF16 and on GPUs; ~3 significant digits, so a few images may change class)")
+          help.empty() ? "fp32 (default) or bf16: bfloat16 weights and activations, channels_last (faster on CPUs "
+                         "with AVX512_BF16 and on GPUs; ~3 significant digits, so a few images may change class)"
+                       : help)
       ->default_str("fp32");
 }
 

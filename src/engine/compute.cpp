@@ -1,6 +1,8 @@
 // Threads, allocator and device (see compute.h).
 #include "engine/compute.h"
 
+#include <ATen/autocast_mode.h>
+#include <torch/version.h>
 #include <fmt/format.h>
 
 #include <cstdlib>
@@ -56,6 +58,54 @@ torch::Device parse_device(const std::string& name) {
     return torch::kCUDA;
   }
   throw UserError(fmt::format("--device must be auto, cpu or cuda, got '{}'", name));
+}
+
+// libtorch 2.4 replaced the per-device autocast switches by ones that take the device type.
+#if defined(TORCH_VERSION_MAJOR) && (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4))
+#define UNRAVEL_AUTOCAST_BY_DEVICE_TYPE 1
+#endif
+
+MixedPrecision::MixedPrecision(Precision precision, torch::Device device)
+    : active_(precision == Precision::BF16), cuda_(device.is_cuda()) {
+  if (!active_) return;
+  namespace ac = at::autocast;
+#ifdef UNRAVEL_AUTOCAST_BY_DEVICE_TYPE
+  const auto type = cuda_ ? at::kCUDA : at::kCPU;
+  was_enabled_ = ac::is_autocast_enabled(type);
+  was_dtype_ = ac::get_autocast_dtype(type);
+  ac::set_autocast_dtype(type, torch::kBFloat16);
+  ac::set_autocast_enabled(type, true);
+#else
+  was_enabled_ = cuda_ ? ac::is_enabled() : ac::is_cpu_enabled();
+  was_dtype_ = cuda_ ? ac::get_autocast_gpu_dtype() : ac::get_autocast_cpu_dtype();
+  if (cuda_) {
+    ac::set_autocast_gpu_dtype(torch::kBFloat16);
+    ac::set_enabled(true);
+  } else {
+    ac::set_autocast_cpu_dtype(torch::kBFloat16);
+    ac::set_cpu_enabled(true);
+  }
+#endif
+  ac::increment_nesting();
+}
+
+MixedPrecision::~MixedPrecision() {
+  if (!active_) return;
+  namespace ac = at::autocast;
+  if (ac::decrement_nesting() == 0) ac::clear_cache();
+#ifdef UNRAVEL_AUTOCAST_BY_DEVICE_TYPE
+  const auto type = cuda_ ? at::kCUDA : at::kCPU;
+  ac::set_autocast_enabled(type, was_enabled_);
+  ac::set_autocast_dtype(type, was_dtype_);
+#else
+  if (cuda_) {
+    ac::set_enabled(was_enabled_);
+    ac::set_autocast_gpu_dtype(was_dtype_);
+  } else {
+    ac::set_cpu_enabled(was_enabled_);
+    ac::set_autocast_cpu_dtype(was_dtype_);
+  }
+#endif
 }
 
 // ----------------------------------------------------------------------------------------------

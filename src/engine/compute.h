@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include "core/precision.h"
+
 namespace unravel {
 
 // What every command that computes does first. threads = 0: automatic (core/threads.h: all
@@ -19,5 +21,25 @@ void setup_compute(int threads);
 void apply_thread_policy();
 // --device auto|cpu|cuda; throws UserError for cuda without a CUDA build/GPU.
 torch::Device parse_device(const std::string& name);
+
+// Mixed precision for a training forward, the way torch.autocast does it: while a BF16 scope is
+// alive, convolutions and matrix products on `device` cast their float32 inputs and weights to
+// bfloat16 (the weights' casts are cached within the scope), while batch norm, the loss and the
+// parameters stay float32. The backward runs after the scope, as in PyTorch. The scope restores
+// the previous state, and the outermost one empties the cast cache (the weights change at every
+// step). FP32: does nothing.
+class MixedPrecision {
+ public:
+  MixedPrecision(Precision precision, torch::Device device);
+  ~MixedPrecision();
+  MixedPrecision(const MixedPrecision&) = delete;
+  MixedPrecision& operator=(const MixedPrecision&) = delete;
+
+ private:
+  bool active_ = false;
+  bool cuda_ = false;
+  bool was_enabled_ = false;
+  torch::ScalarType was_dtype_ = torch::kFloat;
+};
 
 }  // namespace unravel

@@ -22,13 +22,6 @@ Engine parse_engine(const std::string& name) {
 
 const char* engine_name(Engine e) { return e == Engine::Prefix ? "prefix" : "reference"; }
 
-Precision parse_precision(const std::string& name) {
-  if (name == "fp32") return Precision::FP32;
-  if (name == "bf16") return Precision::BF16;
-  throw UserError(fmt::format("--precision must be fp32 or bf16, got '{}'", name.substr(0, 40)));
-}
-
-const char* precision_name(Precision p) { return p == Precision::BF16 ? "bf16" : "fp32"; }
 
 // ---- the trie ---------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/plan.h"
+#include "core/precision.h"
 #include "data/dataset.h"
 #include "models/network.h"
 #include "engine/metrics.h"
@@ -108,14 +109,7 @@ struct FlopModel {
 };
 FlopModel count_flops(models::Network& net);
 
-// The arithmetic of an evaluation copy. FP32: float32 weights and activations (the default; both
-// engines give bit-identical logits). BF16: bfloat16 weights, batch-norm statistics and
-// activations in channels_last (oneDNN's AVX512_BF16 kernels on CPUs that have them, tensor cores
-// on GPUs), logits turned back into float32 before the metrics; about 3 significant digits, so a
-// few images near a decision boundary may change class.
-enum class Precision { FP32, BF16 };
-Precision parse_precision(const std::string& name);  // "fp32" | "bf16"; UserError naming --precision
-const char* precision_name(Precision p);
+// Precision (FP32, BF16): core/precision.h.
 
 // A deep copy for evaluation: eval mode, batch-norm folded (unless fold is false), conv weights
 // in channels_last (if asked, and always for BF16), in the given precision. The original is

@@ -71,6 +71,7 @@ json TrainOptions::to_json() const {
           {"seed", seed},
           {"threads", threads},
           {"device", device},
+          {"precision", precision_name(precision)},
           {"log_every", log_every},
           {"eval_batch_size", eval_batch_size},
           {"world_size", dist.world_size}};
@@ -92,6 +93,7 @@ TrainOptions TrainOptions::from_json(const json& j) {
   get("eval_batch_size", o.eval_batch_size); get("world_size", o.dist.world_size);
   if (j.contains("schedule")) o.schedule = parse_schedule(j.at("schedule").get<std::string>(), "schedule");
   if (j.contains("sd_mode")) o.sd_mode = parse_sd_mode(j.at("sd_mode").get<std::string>(), "sd_mode");
+  if (j.contains("precision")) o.precision = parse_precision(j.at("precision").get<std::string>(), "precision");
   if (j.contains("active_test"))
     o.active_test = parse_active_test(j.at("active_test").get<std::string>(), "active_test");
   return o;
@@ -125,7 +127,7 @@ void TrainOptions::validate() const {
 const std::vector<const char*> kRunDefiningOptions = {"model", "data", "batch_size", "lr", "momentum", "nesterov", "weight_decay",
                               "schedule", "milestones", "gamma", "warmup_epochs", "shortcut",
                               "stochastic_depth", "sd_mode", "active_blocks", "augment", "train_subset",
-                              "val_split", "seed"};
+                              "val_split", "seed", "precision"};
 
 std::string epochs_change_rule(const TrainOptions& now, int before, int done) {
   TrainOptions old = now;

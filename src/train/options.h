@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/precision.h"
 #include "train/distributed_options.h"
 
 namespace unravel {
@@ -53,6 +54,7 @@ struct TrainOptions {
   uint64_t seed = 0;                        ///< fixes init, order, augmentation, sampled plans
   int threads = 0;                          ///< 0 = all cores
   std::string device = "auto";              ///< auto | cpu | cuda
+  Precision precision = Precision::FP32;    ///< fp32 | bf16: autocast forward (core/precision.h)
   int log_every = 50;                       ///< steps between metrics.jsonl step records
   int64_t eval_batch_size = 500;            ///< images per evaluation forward
   bool quiet = false;                       ///< no progress lines on stderr

@@ -16,6 +16,7 @@
 #include "core/run_dir.h"
 #include "core/util.h"
 #include "data/dataset.h"
+#include "engine/compute.h"
 #include "models/network.h"
 #include "train/checkpoint.h"
 #include "train/distributed.h"
@@ -345,7 +346,11 @@ EpochStats Trainer::train_epoch(int epoch, Progress& progress, int64_t& images_d
     std::vector<double> stats{0.0, 0.0};  // summed loss, correct answers (whole batch, after sync)
     if (last > first) {
       auto x = batch.images.slice(0, first, last).to(device_), y = batch.labels.slice(0, first, last).to(device_);
-      auto logits = net_->forward(x, plan, extras.empty() ? nullptr : &extras);
+      torch::Tensor logits;
+      {
+        MixedPrecision autocast(o_.precision, device_);
+        logits = net_->forward(x, plan, extras.empty() ? nullptr : &extras).to(torch::kFloat);
+      }
       auto loss = torch::nn::functional::cross_entropy(logits, y);
       stats[0] = loss.item<double>() * static_cast<double>(last - first);
       stats[1] = static_cast<double>(logits.argmax(1).eq(y).sum().item<int64_t>());
