@@ -890,7 +890,9 @@ TEST(Loader, DropLastAndBadOptions) {
   o.pad = -1;
   expect_thrown_user_error([&] { Loader(s, n, o, 0); }, {"padding -1"});
   // An empty split gives no batches.
-  Split empty{s.images.narrow(0, 0, 0), s.labels.narrow(0, 0, 0)};
+  Split empty;
+  empty.images = s.images.narrow(0, 0, 0);
+  empty.labels = s.labels.narrow(0, 0, 0);
   Batch out;
   EXPECT_FALSE(Loader(empty, n, LoaderOptions{}, 0).next(out));
 }
