@@ -356,7 +356,9 @@ TEST(Gradients, SampleMethodStatisticsMatchBruteNormsOfTheSameSets) {
     const double population = std::sqrt(ss / xs.size());
     EXPECT_NEAR(br.lengths[k].mean, mean, 1e-12 * mean) << "length " << k;
     EXPECT_NEAR(br.lengths[k].std, population, 1e-9 * mean) << "length " << k;
-    if (xs.size() > 1) EXPECT_GT(std::abs(br.lengths[k].std - std::sqrt(ss / (xs.size() - 1))), 1e-3 * population);
+    if (xs.size() > 1) {
+      EXPECT_GT(std::abs(br.lengths[k].std - std::sqrt(ss / (xs.size() - 1))), 1e-3 * population);
+    }
   }
   unravel::testing::expect_gradient_arithmetic(to_json(br));
 }
