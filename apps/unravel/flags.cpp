@@ -3,9 +3,9 @@
 
 #include "commands.h"
 #include "core/errors.h"
+#include "core/precision.h"
 #include "core/text.h"
 #include "core/util.h"
-#include "engine/engine.h"
 #include "train/distributed_options.h"
 #include "train/run.h"
 

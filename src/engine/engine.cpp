@@ -22,7 +22,6 @@ Engine parse_engine(const std::string& name) {
 
 const char* engine_name(Engine e) { return e == Engine::Prefix ? "prefix" : "reference"; }
 
-
 // ---- the trie ---------------------------------------------------------------------------------
 
 PlanTrie::PlanTrie(const std::vector<Plan>& plans) : num_plans_(plans.size()) {

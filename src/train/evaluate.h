@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "core/plan.h"
+#include "core/precision.h"
 #include "data/dataset.h"
-#include "engine/engine.h"
 #include "engine/metrics.h"
 #include "models/network.h"
 
@@ -19,7 +19,7 @@ namespace unravel {
 struct EvalOptions {
   int64_t batch_size = 500;       ///< images per forward pass (on the network's device)
   bool progress = false;          ///< rate/ETA lines on stderr
-  Precision precision = Precision::FP32;  ///< arithmetic of the evaluation copy (engine/engine.h)
+  Precision precision = Precision::FP32;  ///< arithmetic of the evaluation copy (core/precision.h)
   /// called with the logits (B, classes) of the batch that starts at position `first`
   std::function<void(int64_t first, const torch::Tensor& logits)> on_logits;
 };
